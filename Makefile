@@ -1,0 +1,33 @@
+# One-command entry points. Every target that needs the environment creates it first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench weights clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,reference]'
+	# taming's PyPI package pins an ancient torch/pytorch-lightning: its modules need none of that.
+	$(BIN)/python -m pip install -q --no-deps taming-transformers-rom1504==0.0.6
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python train.py experiment=demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

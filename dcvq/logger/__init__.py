@@ -1,0 +1,3 @@
+from dcvq.logger.base import RunLogger
+
+__all__ = ["RunLogger"]

@@ -1,0 +1,81 @@
+"""LPIPS (VGG) for the perceptual loss and metric, loaded without network access.
+
+The ``lpips`` package ships only its linear heads; its VGG16 backbone normally comes
+from a torchvision download. Here the backbone is always built empty
+(``pnet_rand=True``) and filled from a local file: ``weights`` if given, else the torch
+hub cache. A missing file is an error that says how to fetch it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+VGG16_FILE = "vgg16-397923af.pth"
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+
+
+def vgg16_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+
+
+def resolve_vgg16_weights(weights: str | os.PathLike | None) -> Path:
+    path = Path(weights).expanduser() if weights else vgg16_cache_path()
+    if not path.is_file():
+        where = f"loss.lpips_weights={weights}" if weights else f"the torch hub cache ({path})"
+        raise FileNotFoundError(
+            f"LPIPS needs torchvision's VGG16 weights but none were found at {where}. "
+            f"On a machine with network run `make weights` (or download {VGG16_URL} into "
+            f"{vgg16_cache_path().parent}/), copy the file to this machine and either set "
+            "TORCH_HOME so that it is found in $TORCH_HOME/hub/checkpoints/, or pass its "
+            "path as loss.lpips_weights=PATH. Set loss.perceptual_weight=0 to train "
+            "without LPIPS."
+        )
+    return path
+
+
+class LPIPS(nn.Module):
+    """Frozen LPIPS-VGG distance, ``forward(x, y) -> B x 1 x 1 x 1`` for images in [-1, 1].
+
+    Always evaluated in fp32 (outside autocast): its normalisations overflow in fp16.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        import lpips  # heavy import, only when LPIPS is used
+
+        path = resolve_vgg16_weights(weights)
+        self.net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise RuntimeError(
+                f"could not read VGG16 weights from {path} as a plain state dict ({e}); "
+                "re-download the file (see `make weights`)"
+            ) from e
+        features = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+        if not features:
+            raise RuntimeError(f"{path} holds no 'features.*' tensors: not a torchvision VGG16")
+        # lpips splits vgg.features into slice1..5 that keep torchvision's layer indices.
+        mapped = {}
+        for slice_name, block in self.net.net.named_children():
+            for idx, _ in block.named_children():
+                for pname in ("weight", "bias"):
+                    key = f"{idx}.{pname}"
+                    if key in features:
+                        mapped[f"{slice_name}.{key}"] = features[key]
+        missing = {k for k in self.net.net.state_dict() if k not in mapped}
+        if missing:
+            raise RuntimeError(f"{path} lacks VGG16 layers {sorted(missing)[:4]}...")
+        self.net.net.load_state_dict(mapped)
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LPIPS:
+        return super().train(False)  # frozen: never dropout/train mode
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.net(x.float(), y.float())

@@ -1,0 +1,99 @@
+"""The interface every quantizer implements, and the maths they share.
+
+A quantizer maps an encoder latent ``B x C x h x w`` to its quantized version and to
+``K`` index maps (one per codebook). Everything the training loop and the metrics need
+(loss parts and code counts per codebook) travels in :class:`QuantizerOutput`, so the
+loop never needs to know which quantizer it runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+# Distances are computed in chunks of codes so that a 16k-code codebook never
+# materialises a full (B*h*w) x N matrix when the batch is large.
+DISTANCE_CHUNK_ELEMENTS = 2**24
+
+
+@dataclass
+class QuantizerOutput:
+    """What a quantizer returns for one batch.
+
+    ``losses`` and ``counts`` are keyed by codebook name (``codebook_names``);
+    ``counts[name]`` is the batch's histogram of code indices (length ``N``, detached).
+    """
+
+    z_q: Tensor
+    loss: Tensor
+    indices: Tensor
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Quantizer(nn.Module, ABC):
+    """Base class: ``forward(z) -> QuantizerOutput``, ``decode_indices(idx) -> z_q``."""
+
+    #: one name per codebook, in the order of the ``K`` axis of the indices
+    codebook_names: tuple[str, ...]
+    #: number of codes in each codebook, same order
+    codebook_sizes: tuple[int, ...]
+    #: channels of the latent this quantizer accepts
+    dim: int
+
+    @abstractmethod
+    def forward(self, z: Tensor) -> QuantizerOutput: ...
+
+    @abstractmethod
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """``B x K x h x w`` LongTensor -> quantized latent ``B x C x h x w``."""
+
+
+def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
+    """Index of the nearest code (squared L2) for each row of ``z`` (``M x d``).
+
+    Uses ``|z|^2 + |e|^2 - 2 z.e`` like taming, chunked over codes so peak memory is
+    bounded by ``DISTANCE_CHUNK_ELEMENTS`` whatever the codebook size.
+    """
+    z = z.float()
+    codebook = codebook.float()
+    m, n = z.shape[0], codebook.shape[0]
+    chunk = max(1, DISTANCE_CHUNK_ELEMENTS // max(m, 1))
+    if chunk >= n:
+        d = codebook.pow(2).sum(1) - 2 * z @ codebook.t()  # |z|^2 is constant per row
+        return d.argmin(1)
+    best_d = torch.full((m,), float("inf"), device=z.device)
+    best_i = torch.zeros(m, dtype=torch.long, device=z.device)
+    for start in range(0, n, chunk):
+        part = codebook[start : start + chunk]
+        d = part.pow(2).sum(1) - 2 * z @ part.t()
+        dmin, imin = d.min(1)
+        better = dmin < best_d
+        best_d = torch.where(better, dmin, best_d)
+        best_i = torch.where(better, imin + start, best_i)
+    return best_i
+
+
+def commitment_loss(z: Tensor, q: Tensor, beta: float, legacy: bool) -> Tensor:
+    """VQ-VAE codebook + commitment loss.
+
+    ``legacy=False`` (the Dual Codebook release): ``|sg[z]-q|^2 + beta |z-sg[q]|^2``.
+    ``legacy=True`` (taming's VectorQuantizer2 default): beta scales the other term.
+    """
+    codebook_term = torch.mean((q - z.detach()) ** 2)
+    commit_term = torch.mean((q.detach() - z) ** 2)
+    if legacy:
+        return commit_term + beta * codebook_term
+    return codebook_term + beta * commit_term
+
+
+def straight_through(z: Tensor, q: Tensor) -> Tensor:
+    """Forward value ``q``, gradient passed to ``z`` unchanged."""
+    return z + (q - z).detach()
+
+
+def code_counts(indices: Tensor, n: int) -> Tensor:
+    return torch.bincount(indices.reshape(-1), minlength=n).detach()

@@ -1,0 +1,84 @@
+"""Codebooks: a plain learnable table, and the transformer-regenerated one.
+
+Both are called with no argument and return the ``N x d`` matrix used for the
+nearest-neighbour lookup, so a quantizer does not care which kind it holds.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Codebook(nn.Module):
+    """``nn.Embedding(N, d)`` with taming's uniform ``[-1/N, 1/N]`` init ("S" codebook)."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(size, dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / size, 1.0 / size)
+
+    def forward(self) -> Tensor:
+        return self.embedding.weight
+
+
+class TransformerCodebook(nn.Module):
+    """Global codebook of the paper ("T"): the code table is regenerated each forward.
+
+    A learnable base table (``randn`` init, as in the release) goes through a
+    ``TransformerEncoder`` as ONE sequence of N tokens with no positional encoding, so
+    every output code depends on every base code and all codes move each step.
+
+    In eval mode with autograd off, the generated table is deterministic; it is cached
+    and recomputed only when a parameter changes (optimizer step, ``load_state_dict``,
+    ``.to()``), detected through the parameters' version counters and storage.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        dim: int,
+        num_layers: int = 6,
+        num_heads: int = 8,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(
+                f"quantizer.transformer_heads={num_heads} must divide the global codebook "
+                f"dimension quantizer.global_dim={dim}"
+            )
+        self.base = nn.Parameter(torch.randn(size, dim))
+        layer = nn.TransformerEncoderLayer(
+            d_model=dim,
+            nhead=num_heads,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            batch_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(
+            layer, num_layers=num_layers, enable_nested_tensor=False
+        )
+        self._cache: Tensor | None = None
+        self._cache_key: tuple | None = None
+
+    def _param_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
+
+    def generate(self) -> Tensor:
+        """Run the transformer over the base table (no caching)."""
+        return self.transformer(self.base.unsqueeze(0)).squeeze(0)
+
+    def forward(self) -> Tensor:
+        if self.training or torch.is_grad_enabled():
+            return self.generate()
+        key = self._param_key()
+        if self._cache is None or key != self._cache_key:
+            self._cache = self.generate()
+            self._cache_key = key
+        return self._cache
+
+    def train(self, mode: bool = True) -> TransformerCodebook:
+        self._cache, self._cache_key = None, None
+        return super().train(mode)

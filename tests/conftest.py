@@ -1,0 +1,46 @@
+"""Shared fixtures. tests/ is deliberately not a package (torch-fidelity installs one
+named ``tests``); pytest runs with ``--import-mode=importlib``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def empty_torch_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test starts with an empty torch hub cache: nothing real is ever used."""
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def standin_vgg16_file(tmp_path_factory) -> Path:
+    """A randomly initialised torchvision VGG16 (features only), saved like the real file.
+
+    Meaningless values, but it goes through exactly the loading code of the real weights.
+    """
+    from torchvision.models import vgg16
+
+    torch.manual_seed(1234)
+    state = {f"features.{k}": v for k, v in vgg16().features.state_dict().items()}
+    path = tmp_path_factory.mktemp("standin") / "vgg16-397923af.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def lpips_weights(empty_torch_home, standin_vgg16_file) -> Path:
+    """Puts the stand-in VGG16 into this test's torch hub cache; returns its path."""
+    dst = empty_torch_home / "hub" / "checkpoints" / standin_vgg16_file.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(standin_vgg16_file, dst)
+    return dst
