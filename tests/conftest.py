@@ -44,3 +44,41 @@ def lpips_weights(empty_torch_home, standin_vgg16_file) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(standin_vgg16_file, dst)
     return dst
+
+
+
+# A training run that takes seconds on a CPU: f4 model at 32x32, a one-layer codebook
+# transformer, 32 codes per codebook, discriminator from step 2.
+TINY = [
+    "model=tiny",
+    "dataset.resolution=32",
+    "dataset.samples_per_epoch=16",
+    "codebook.size=32",
+    "loss.perceptual_weight=0",
+    "loss.disc_start=2",
+    "loss.disc_ndf=8",
+    "trainer.batch_size=2",
+    "trainer.max_steps=4",
+    "trainer.eval_every=2",
+    "trainer.ckpt_every=2",
+    "trainer.log_every=1",
+    "trainer.num_workers=0",
+    "trainer.eval_batch_size=16",
+    "trainer.grid_images=2",
+    "trainer.progress=false",
+    "trainer.lr=1e-3",
+    "eval.max_images=8",
+]
+TINY_TRANSFORMER = ["quantizer.transformer_layers=1", "quantizer.transformer_ff=64"]
+
+
+@pytest.fixture
+def tiny_cfg():
+    """``tiny_cfg(*overrides, quantizer=...)`` -> a composed tiny training config."""
+    from dcvq.config import compose
+
+    def make(*overrides: str, quantizer: str = "t128_s128"):
+        extra = TINY_TRANSFORMER if quantizer.startswith("t") else []
+        return compose([f"quantizer={quantizer}", *TINY, *extra, *overrides])
+
+    return make

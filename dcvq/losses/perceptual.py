@@ -9,6 +9,7 @@ hub cache. A missing file is an error that says how to fetch it.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,7 +49,9 @@ class LPIPS(nn.Module):
         import lpips  # heavy import, only when LPIPS is used
 
         path = resolve_vgg16_weights(weights)
-        self.net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # lpips uses torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

@@ -1,0 +1,143 @@
+"""Structured-config schemas: every config group is validated against one of these.
+
+Schemas live in the ``schema/<group>/`` config group, never in the sweepable groups
+themselves: ``quantizer=glob(*)`` would otherwise sweep a schema as an extra job.
+Group options pull their schema with ``- /schema/<group>/<name>@_here_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+
+@dataclass
+class ModelSchema:
+    _target_: str = "dcvq.model.VQModel"
+    embed_dim: int = 256
+    ch: int = 128
+    ch_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
+    num_res_blocks: int = 2
+    attn_resolutions: list[int] = field(default_factory=lambda: [16])
+    resolution: int = 256
+    z_channels: int = 256
+    in_channels: int = 3
+    out_ch: int = 3
+    dropout: float = 0.0
+
+
+@dataclass
+class VQSchema:
+    _target_: str = "dcvq.quantizers.VectorQuantizer"
+    codebook_size: int = II("codebook.size")
+    dim: int = II("model.embed_dim")
+    beta: float = 0.25
+    # False: |sg[z]-q|^2 + beta|z-sg[q]|^2 (the Dual Codebook release); True: taming's legacy
+    legacy_beta: bool = False
+
+
+@dataclass
+class DualSchema:
+    _target_: str = "dcvq.quantizers.DualCodebookQuantizer"
+    codebook_size: int = II("codebook.size")
+    global_dim: int = 128
+    local_dim: int = 128
+    global_transformer: bool = True
+    transformer_layers: int = 6
+    transformer_heads: int = 8
+    transformer_ff: int = 2048
+    transformer_dropout: float = 0.1
+    beta: float = 0.25
+    legacy_beta: bool = False
+
+
+@dataclass
+class LossSchema:
+    _target_: str = "dcvq.losses.VQGANLoss"
+    disc_start: int = 10000
+    disc_weight: float = 0.8
+    disc_factor: float = 1.0
+    codebook_weight: float = 1.0
+    pixelloss_weight: float = 1.0
+    perceptual_weight: float = 1.25
+    disc_num_layers: int = 3
+    disc_ndf: int = 64
+    disc_in_channels: int = 3
+    disc_loss: str = "hinge"
+    # torchvision VGG16 file for LPIPS; None = the torch hub cache
+    lpips_weights: str | None = None
+
+
+@dataclass
+class SamplesSchema:
+    _target_: str = "dcvq.data.SampleImages"
+    train_split: str = "train"
+    split: str = "val"
+    resolution: int = 256
+    samples_per_epoch: int = 1000
+    flip: bool = True
+
+
+@dataclass
+class TrainerSchema:
+    max_steps: int = 100_000
+    batch_size: int = 16  # per process (per GPU)
+    accumulate: int = 1
+    # lr = base_lr * batch_size * accumulate * world_size (taming's rule) unless lr is set
+    base_lr: float = 4.5e-6
+    lr: float | None = None
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    eval_every: int = 5000
+    ckpt_every: int = 5000
+    log_every: int = 50
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    resume: bool = True
+    num_workers: int = 4
+    eval_batch_size: int = 16
+    grid_images: int = 8
+    progress: bool = True
+
+
+@dataclass
+class EvalSchema:
+    protocol: str = "clean"  # clean | vqct
+    fid: bool = False
+    fid_weights: str | None = None
+    lpips: bool = False
+    lpips_weights: str | None = II("loss.lpips_weights")
+    max_images: int | None = None
+    save_reconstructions: bool = False
+
+
+@dataclass
+class CodebookSchema:
+    size: int = 512  # size of EACH codebook (global and local for dual quantizers)
+
+
+@dataclass
+class TrainSchema:
+    model: Any = MISSING
+    quantizer: Any = MISSING
+    loss: Any = MISSING
+    dataset: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    codebook: CodebookSchema = field(default_factory=CodebookSchema)
+    eval: EvalSchema = field(default_factory=EvalSchema)
+    seed: int = 0
+
+
+def register() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(group="schema", name="train", node=TrainSchema)
+    cs.store(group="schema/model", name="vqgan", node=ModelSchema)
+    cs.store(group="schema/quantizer", name="vq", node=VQSchema)
+    cs.store(group="schema/quantizer", name="dual", node=DualSchema)
+    cs.store(group="schema/loss", name="vqgan", node=LossSchema)
+    cs.store(group="schema/dataset", name="samples", node=SamplesSchema)
+    cs.store(group="schema/trainer", name="default", node=TrainerSchema)

@@ -1,0 +1,312 @@
+"""The training loop: one autoencoder step and one discriminator step per batch.
+
+Differences from taming's Lightning module, on purpose: the autoencoder forward runs
+once per batch (taming re-runs it for the discriminator step), and the discriminator
+is skipped entirely before ``loss.disc_start`` (taming multiplies it by zero).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from dcvq.build import build_dataset, build_loss, build_model
+from dcvq.config import validate
+from dcvq.data import StepSampler, collate
+from dcvq.evaluation import evaluate
+from dcvq.logger import RunLogger
+from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def learning_rate(t: DictConfig, world_size: int) -> float:
+    if t.lr is not None:
+        return float(t.lr)
+    return t.base_lr * t.batch_size * t.accumulate * world_size
+
+
+def average_gradients(module: torch.nn.Module, world_size: int) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world_size
+
+
+def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    mse = ((x.float() - x_hat.float().clamp(-1, 1)) / 2).pow(2).mean()
+    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None):
+        validate(cfg)
+        self.cfg, self.t = cfg, cfg.trainer
+        self.run_dir = Path(run_dir)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.logger = logger or RunLogger()
+        device_type = "cuda" if "cuda" in self.t.device or (
+            self.t.device == "auto" and torch.cuda.is_available()
+        ) else "cpu"
+        self.dist: DistEnv = init_distributed(device_type)
+        self.device = resolve_device(self.t.device, self.dist)
+        self.dtype = amp_dtype(self.t.precision, self.device)
+
+        # Same seed on every rank: identical init and identical dropout masks in the
+        # codebook transformer, so every rank quantizes against the same codebook.
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg).to(self.device)
+        self.loss = build_loss(cfg).to(self.device)
+        lr = learning_rate(self.t, self.dist.world_size)
+        betas = tuple(self.t.betas)
+        fused = self.device.type == "cuda"
+        self.opt_ae = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas, fused=fused)
+        self.opt_d = torch.optim.Adam(
+            self.loss.discriminator.parameters(), lr=lr, betas=betas, fused=fused
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.step = 0
+        self.ddp_model = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+            # The discriminator keeps per-rank BatchNorm statistics (as taming under DDP);
+            # its gradients are averaged by hand in train_step.
+        log.info("lr %.3g, device %s, amp %s, world %d", lr, self.device, self.dtype,
+                 self.dist.world_size)
+
+    # ---- state -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "discriminator": self.loss.discriminator.state_dict(),
+            "opt_ae": self.opt_ae.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.loss.discriminator.load_state_dict(state["discriminator"])
+        self.opt_ae.load_state_dict(state["opt_ae"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(), self.ckpt_path)
+
+    def maybe_resume(self) -> None:
+        if self.t.resume and self.ckpt_path.is_file():
+            state = read_checkpoint(self.ckpt_path, map_location=self.device)
+            self.load_state_dict(state)
+            log.info("resumed from %s at step %d", self.ckpt_path, self.step)
+
+    # ---- data --------------------------------------------------------------------
+    def loaders(self) -> tuple[DataLoader, DataLoader]:
+        cfg, t = self.cfg, self.t
+        train_ds = build_dataset(cfg, cfg.dataset.train_split)
+        val_ds = build_dataset(cfg, cfg.dataset.split)
+        sampler = StepSampler(
+            len(train_ds), t.batch_size, cfg.seed, start_step=self.step * t.accumulate,
+            rank=self.dist.rank, world_size=self.dist.world_size,
+        )
+        pin = self.device.type == "cuda"
+        # Explicit generators: creating a loader iterator must not draw from the global
+        # RNG, or resuming would shift the dropout masks.
+        train = DataLoader(
+            train_ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
+            collate_fn=collate, pin_memory=pin, persistent_workers=t.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        val = DataLoader(
+            val_ds, batch_size=t.eval_batch_size, shuffle=False, num_workers=t.num_workers,
+            collate_fn=collate, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+        )
+        return train, val
+
+    # ---- steps -------------------------------------------------------------------
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def set_quantizer_step(self) -> None:
+        set_step = getattr(self.model.quantizer, "set_step", None)
+        if set_step is not None:
+            set_step(self.step)
+
+    def train_step(self, micro_batches: list[torch.Tensor]) -> dict[str, float]:
+        """One optimizer step over ``accumulate`` micro-batches."""
+        self.model.train()
+        self.loss.train()
+        self.set_quantizer_step()
+        disc_on = self.loss.disc_active(self.step)
+        n = len(micro_batches)
+        sums: dict[str, float] = {}
+        counts: dict[str, torch.Tensor] = {}
+        last_layer = self.model.decoder.last_layer
+        for i, x in enumerate(micro_batches):
+            x = x.to(self.device, non_blocking=True)
+            sync = self.dist.enabled and i < n - 1
+            ctx = self.ddp_model.no_sync() if sync else nullcontext()
+            with ctx:
+                self.loss.discriminator.requires_grad_(False)
+                with self.autocast():
+                    x_hat, vq_loss, info = self.ddp_model(x)
+                    g_loss, logs = self.loss.generator_loss(
+                        x, x_hat, vq_loss, self.step, last_layer
+                    )
+                self.scaler.scale(g_loss / n).backward()
+            if disc_on:
+                self.loss.discriminator.requires_grad_(True)
+                with self.autocast():
+                    d_loss, d_logs = self.loss.discriminator_loss(x, x_hat.detach(), self.step)
+                self.scaler.scale(d_loss / n).backward()
+                logs |= d_logs
+            logs["psnr"] = torch.tensor(psnr_batch(x, x_hat.detach()))
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / n
+            for name, c in info["counts"].items():
+                counts[name] = counts.get(name, 0) + c
+            for name, v in info["losses"].items():
+                sums[f"vq_{name}"] = sums.get(f"vq_{name}", 0.0) + float(v) / n
+        if not all(math.isfinite(v) for v in sums.values()):
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.step}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in sums.items())
+                + f". The last good checkpoint {self.ckpt_path} is intact (nothing was saved "
+                "after this step). Lower trainer.lr/base_lr or use trainer.precision=fp32."
+            )
+        self.scaler.step(self.opt_ae)
+        if disc_on:
+            if self.dist.enabled:
+                average_gradients(self.loss.discriminator, self.dist.world_size)
+            self.scaler.step(self.opt_d)
+        self.scaler.update()
+        self.opt_ae.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        for name, c in counts.items():
+            sums[f"batch_usage_{name}"] = float((c > 0).float().mean())
+        self.step += 1
+        return sums
+
+    # ---- evaluation ----------------------------------------------------------------
+    def evaluate(self, val: DataLoader) -> dict[str, Any]:
+        e = self.cfg.eval
+        recon_dir = self.run_dir / "reconstructions" if e.save_reconstructions else None
+        return evaluate(
+            self.model, val, device=self.device, protocol=e.protocol, fid=e.fid,
+            fid_weights=e.fid_weights, lpips=e.lpips, lpips_weights=e.lpips_weights,
+            max_images=e.max_images, reconstructions_dir=recon_dir, split=self.cfg.dataset.split,
+        )
+
+    @torch.no_grad()
+    def save_grid(self, x: torch.Tensor) -> Path:
+        was_training = self.model.training
+        self.model.eval()
+        x = x.to(self.device)
+        x_hat, _, _ = self.model(x)
+        self.model.train(was_training)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = torch.cat([x, x_hat.clamp(-1, 1)]).float().add(1).div(2)
+        save_image(grid, path, nrow=len(x), padding=2)
+        return path
+
+    def record_eval(self, results: dict[str, Any], grid_batch: torch.Tensor) -> None:
+        if not self.dist.is_main:
+            return
+        summary = {"step": self.step} | {
+            k: results.get(k) for k in ("l1", "l2", "psnr", "ssim", "lpips", "fid")
+        }
+        summary["codebooks"] = {
+            name: {k: v for k, v in cb.items() if k != "counts"}
+            for name, cb in results["codebooks"].items()
+        }
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(summary) + "\n")
+        flat = {f"val/{k}": v for k, v in summary.items() if isinstance(v, float)}
+        for name, cb in summary["codebooks"].items():
+            flat |= {f"val/{name}/{k}": float(v) for k, v in cb.items() if k != "size"}
+        self.logger.log_metrics(flat, self.step)
+        self.logger.log_usage(
+            {n: torch.tensor(cb["counts"]) for n, cb in results["codebooks"].items()}, self.step
+        )
+        self.logger.log_image("val/reconstructions", self.save_grid(grid_batch), self.step)
+
+    # ---- main loop -------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train to ``trainer.max_steps`` (resuming if asked); returns the final evaluation."""
+        self.maybe_resume()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.logger.start(
+                OmegaConf.to_container(self.cfg, resolve=True), self.run_dir, self.step
+            )
+        train, val = self.loaders()
+        grid_batch = next(iter(val)).images[: self.t.grid_images]
+        bar = tqdm(
+            total=self.t.max_steps, initial=self.step, disable=not (
+                self.t.progress and self.dist.is_main), dynamic_ncols=True, desc="train",
+        )
+        batches = iter(train)
+        try:
+            while self.step < self.t.max_steps:
+                micro = [next(batches).images for _ in range(self.t.accumulate)]
+                logs = self.train_step(micro)
+                bar.update(1)
+                if self.step % self.t.log_every == 0 or self.step == 1:
+                    usage = [v for k, v in logs.items() if k.startswith("batch_usage_")]
+                    bar.set_postfix(loss=f"{logs['total']:.3f}", psnr=f"{logs['psnr']:.2f}",
+                                    usage=f"{sum(usage) / max(len(usage), 1):.0%}")
+                    if self.dist.is_main:
+                        self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()},
+                                                self.step)
+                        with open(self.run_dir / "train.jsonl", "a") as f:
+                            f.write(json.dumps({"step": self.step} | logs) + "\n")
+                if self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps:
+                    self.save()
+                if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
+                    self.record_eval(self.evaluate(val), grid_batch)
+            results = self.evaluate(val)
+            self.record_eval(results, grid_batch)
+            results["step"] = self.step
+            if self.dist.is_main:
+                (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))
+            return results
+        finally:
+            bar.close()
+            if self.dist.is_main:
+                self.logger.finish()
+
+
+def train(cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None) -> dict:
+    return Trainer(cfg, run_dir, logger).fit()

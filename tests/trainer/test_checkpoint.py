@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from dcvq.trainer import checkpoint
+from dcvq.trainer.checkpoint import read_checkpoint, save_checkpoint
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    path = tmp_path / "c" / "last.pt"
+    state = {"step": 3, "model": {"w": torch.ones(2)}, "config": "a: 1\n",
+             "rng": checkpoint.rng_state()}
+    save_checkpoint(state, path)
+    back = read_checkpoint(path)
+    assert back["step"] == 3 and torch.equal(back["model"]["w"], torch.ones(2))
+    assert back["config"] == "a: 1\n"
+
+
+def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert read_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_refuses_pickled_objects_and_foreign_files(tmp_path):
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "x": Evil()}, bad)
+    with pytest.raises(RuntimeError, match="weights_only=True"):
+        read_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(RuntimeError, match="not a dcvq checkpoint"):
+        read_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        read_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,115 @@
+"""End-to-end training on CPU with tiny configs."""
+
+import json
+
+import pytest
+import torch
+
+from dcvq import load_model
+from dcvq.trainer import NonFiniteLossError, Trainer, train
+from dcvq.trainer.checkpoint import read_checkpoint
+from dcvq.trainer.loop import learning_rate
+
+QUANTIZERS = ["vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"]
+
+
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+def test_every_quantizer_trains_end_to_end(tiny_cfg, tmp_path, quantizer):
+    results = train(tiny_cfg(quantizer=quantizer), tmp_path)
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4]
+    names = ["codebook"] if quantizer == "vq" else ["global", "local"]
+    for line in lines:
+        assert {"l1", "l2", "psnr"} <= set(line)
+        assert set(line["codebooks"]) == set(names)
+        for cb in line["codebooks"].values():
+            assert {"usage", "perplexity"} <= set(cb)
+    assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == [
+        "step_0000002.png", "step_0000004.png"]
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["step"] == 4 and saved["n_images"] == results["n_images"] == 8
+    model = load_model(tmp_path / "checkpoints" / "last.pt")
+    assert not model.training
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        assert model.encode(x)[1].shape == (1, len(names), 8, 8)
+
+
+def params(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    out |= {f"disc.{k}": v for k, v in trainer.loss.discriminator.state_dict().items()}
+    return out
+
+
+def test_resume_is_bit_identical(tiny_cfg, tmp_path):
+    """N steps straight == N/2 steps, a new process-like Trainer resuming, N/2 more."""
+    overrides = ["trainer.max_steps=6", "trainer.eval_every=100", "trainer.ckpt_every=100",
+                 "quantizer.transformer_dropout=0.5"]  # dropout draws from the global RNG
+    straight = Trainer(tiny_cfg(*overrides), tmp_path / "a")
+    straight.fit()
+    first = Trainer(tiny_cfg(*overrides[:-1], "trainer.max_steps=3",
+                             "quantizer.transformer_dropout=0.5"), tmp_path / "b")
+    first.fit()
+    assert read_checkpoint(tmp_path / "b/checkpoints/last.pt")["step"] == 3
+    torch.manual_seed(999)  # whatever the global RNG holds, the checkpoint restores it
+    second = Trainer(tiny_cfg(*overrides, "trainer.resume=true"), tmp_path / "b")
+    second.fit()
+    assert second.step == 6
+    a, b = params(straight), params(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for opt in ("opt_ae", "opt_d"):
+        sa = getattr(straight, opt).state_dict()["state"]
+        sb = getattr(second, opt).state_dict()["state"]
+        assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
+def test_resume_off_or_without_checkpoint_starts_fresh(tiny_cfg, tmp_path):
+    t = Trainer(tiny_cfg("trainer.resume=true"), tmp_path)
+    t.maybe_resume()
+    assert t.step == 0
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_cfg("trainer.max_steps=4", "trainer.eval_every=100"), tmp_path)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    original = trainer.model.forward
+
+    def poisoned(x):
+        rec, vq_loss, info = original(x)
+        if trainer.step >= 3:
+            vq_loss = vq_loss * float("nan")
+        return rec, vq_loss, info
+
+    monkeypatch.setattr(trainer.model, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3.*last.pt is intact"):
+        trainer.fit()
+    state = read_checkpoint(ckpt)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_discriminator_untouched_before_disc_start(tiny_cfg, tmp_path):
+    trainer = Trainer(tiny_cfg("loss.disc_start=3", "trainer.max_steps=3"), tmp_path)
+    before = {k: v.clone() for k, v in trainer.loss.discriminator.state_dict().items()}
+    trainer.fit()
+    after = trainer.loss.discriminator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    trainer.t.max_steps = 4
+    trainer.fit()  # step 3 >= disc_start: now it trains
+    after = trainer.loss.discriminator.state_dict()
+    assert not all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_learning_rate_rule(tiny_cfg):
+    cfg = tiny_cfg("trainer.lr=null", "trainer.batch_size=4", "trainer.accumulate=2")
+    assert learning_rate(cfg.trainer, world_size=8) == pytest.approx(4.5e-6 * 4 * 2 * 8)
+    assert learning_rate(tiny_cfg("trainer.lr=0.01").trainer, world_size=8) == 0.01
+
+
+def test_gradient_accumulation_runs(tiny_cfg, tmp_path):
+    trainer = Trainer(tiny_cfg("trainer.accumulate=2", "trainer.max_steps=2"), tmp_path)
+    trainer.fit()
+    assert trainer.step == 2
