@@ -77,8 +77,10 @@ def tiny_cfg():
     """``tiny_cfg(*overrides, quantizer=...)`` -> a composed tiny training config."""
     from dcvq.config import compose
 
-    def make(*overrides: str, quantizer: str = "t128_s128"):
-        extra = TINY_TRANSFORMER if quantizer.startswith("t") else []
-        return compose([f"quantizer={quantizer}", *TINY, *extra, *overrides])
+    def make(*overrides: str, quantizer: str | None = "t128_s128"):
+        """``quantizer=None`` leaves the choice to the overrides (e.g. ``+baseline=...``)."""
+        chosen = [f"quantizer={quantizer}"] if quantizer else []
+        extra = TINY_TRANSFORMER if quantizer and quantizer.startswith("t") else []
+        return compose([*chosen, *TINY, *extra, *overrides])
 
     return make

@@ -55,6 +55,34 @@ class DualSchema:
 
 
 @dataclass
+class GumbelSchema:
+    _target_: str = "dcvq.quantizers.GumbelQuantizer"
+    codebook_size: int = II("codebook.size")
+    dim: int = II("model.embed_dim")
+    kl_weight: float = 5e-4
+    straight_through: bool = True
+    temperature_schedule: str = "cosine"  # cosine | exponential | constant
+    temp_start: float = 0.9
+    temp_min: float = 1e-6
+    anneal_steps: int = 1_000_001
+
+
+@dataclass
+class CVQSchema:
+    _target_: str = "dcvq.quantizers.CVQQuantizer"
+    codebook_size: int = II("codebook.size")
+    dim: int = II("model.embed_dim")
+    beta: float = 0.25
+    decay: float = 0.99
+    distance: str = "cos"  # cos | l2
+    anchor: str = "closest"  # closest | random | probrandom | none
+    first_batch: bool = False
+    contras_loss: bool = False
+    contras_temperature: float = 0.07
+    legacy_beta: bool = False
+
+
+@dataclass
 class LossSchema:
     _target_: str = "dcvq.losses.VQGANLoss"
     disc_start: int = 10000
@@ -138,6 +166,8 @@ def register() -> None:
     cs.store(group="schema/model", name="vqgan", node=ModelSchema)
     cs.store(group="schema/quantizer", name="vq", node=VQSchema)
     cs.store(group="schema/quantizer", name="dual", node=DualSchema)
+    cs.store(group="schema/quantizer", name="gumbel", node=GumbelSchema)
+    cs.store(group="schema/quantizer", name="cvq", node=CVQSchema)
     cs.store(group="schema/loss", name="vqgan", node=LossSchema)
     cs.store(group="schema/dataset", name="samples", node=SamplesSchema)
     cs.store(group="schema/trainer", name="default", node=TrainerSchema)
