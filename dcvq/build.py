@@ -27,12 +27,22 @@ def build_loss(cfg: DictConfig) -> VQGANLoss:
     return instantiate(cfg.loss, _convert_="all")
 
 
-def build_dataset(cfg: DictConfig, split: str) -> Dataset:
-    """``cfg.dataset`` for one split (``train_split`` for training, ``split`` to evaluate)."""
+def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
+    """``cfg.dataset`` for one split (``train_split`` for training, ``split`` to evaluate).
+
+    Evaluation never uses random crops or flips, whichever split it reads (VQCT's CUB
+    numbers are on the training images): ``squash`` stays, anything else becomes
+    ``center_crop``.
+    """
     node = OmegaConf.to_container(cfg.dataset, resolve=True)
     for key in _SPLIT_KEYS:
         node.pop(key, None)
     node["split"] = split
+    if not training:
+        if "policy" in node:
+            node["policy"] = "squash" if node["policy"] == "squash" else "center_crop"
+        if "flip" in node:
+            node["flip"] = False
     return instantiate(node)
 
 

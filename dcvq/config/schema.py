@@ -110,6 +110,54 @@ class SamplesSchema:
 
 
 @dataclass
+class FilesDatasetSchema:
+    """Common keys of the file-backed datasets (dcvq/data/<name>.py)."""
+
+    _target_: str = MISSING
+    # None: read the dataset's environment variable (e.g. DCVQ_COCO_ROOT)
+    root: str | None = None
+    train_split: str = "train"
+    split: str = "val"  # the split evaluated during and after training
+    resolution: int = 256
+    # None: random_crop (+flip) for training, center_crop for evaluation; or squash
+    policy: str | None = None
+    flip: bool | None = None
+    interpolation: str = "bicubic"
+    cache_dir: str | None = None
+
+
+@dataclass
+class ADE20KSchema(FilesDatasetSchema):
+    _target_: str = "dcvq.data.ade20k.ADE20K"
+    layout: str | None = None  # challenge | full | None (detect)
+
+
+@dataclass
+class CelebAHQSchema(FilesDatasetSchema):
+    _target_: str = "dcvq.data.celebahq.CelebAHQ"
+    layout: str | None = None  # vqct | celebamask | folders | None (detect)
+    split_file: str | None = None
+
+
+@dataclass
+class COCOSchema(FilesDatasetSchema):
+    _target_: str = "dcvq.data.coco.COCO"
+    year: int | None = None  # 2014 | 2017 | None (2014 when present, as VQCT)
+
+
+@dataclass
+class CUB200Schema(FilesDatasetSchema):
+    _target_: str = "dcvq.data.cub200.CUB200"
+    split: str = "test"
+
+
+@dataclass
+class ImageFolderSchema(FilesDatasetSchema):
+    _target_: str = "dcvq.data.imagefolder.ImageFolder"
+    holdout: float = 0.0  # fraction held out by path hash when there are no split folders
+
+
+@dataclass
 class TrainerSchema:
     max_steps: int = 100_000
     batch_size: int = 16  # per process (per GPU)
@@ -170,4 +218,9 @@ def register() -> None:
     cs.store(group="schema/quantizer", name="cvq", node=CVQSchema)
     cs.store(group="schema/loss", name="vqgan", node=LossSchema)
     cs.store(group="schema/dataset", name="samples", node=SamplesSchema)
+    cs.store(group="schema/dataset", name="ade20k", node=ADE20KSchema)
+    cs.store(group="schema/dataset", name="celebahq", node=CelebAHQSchema)
+    cs.store(group="schema/dataset", name="coco", node=COCOSchema)
+    cs.store(group="schema/dataset", name="cub200", node=CUB200Schema)
+    cs.store(group="schema/dataset", name="imagefolder", node=ImageFolderSchema)
     cs.store(group="schema/trainer", name="default", node=TrainerSchema)

@@ -10,15 +10,19 @@ never crashes a run and is never silently replaced by another image.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dcvq.data.transforms import resize_crop, to_rgb, to_tensor
+from dcvq.data.transforms import check_interpolation, check_policy, resize_crop, to_rgb, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +46,114 @@ def split_key(key: int | tuple[int, int]) -> tuple[int, int]:
     return (key, key) if isinstance(key, int) else (int(key[0]), int(key[1]))
 
 
+def split_defaults(split: str, policy: str | None, flip: bool | None) -> tuple[str, bool]:
+    """``policy=None`` -> ``random_crop`` for ``train``, ``center_crop`` otherwise;
+    ``flip=None`` -> True for ``train`` only. Explicit values are checked and kept."""
+    train = split == "train"
+    if policy is None:
+        policy = "random_crop" if train else "center_crop"
+    policy = check_policy(policy)
+    return policy, train if flip is None else bool(flip)
+
+
+@contextmanager
+def _strict_truncation() -> Iterator[None]:
+    """Decode with ``LOAD_TRUNCATED_IMAGES`` off, whatever other code set globally.
+
+    Some training code (VQCT's loaders among them) sets it to True at import, which makes
+    PIL fill the missing part of a truncated file with grey: a corrupted image would then
+    be evaluated silently. Data loader workers are processes, so the toggle is local.
+    """
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode ``path`` fully to 8-bit RGB; raises on empty, truncated or corrupt files."""
+    with _strict_truncation(), Image.open(path) as im:
+        im.load()  # decode now: truncated files fail here, not later
+        return to_rgb(im)
+
+
 class ImageFiles(Dataset):
     """Images read from files, resized/cropped by a policy (see ``transforms``).
 
-    Subclasses (one per dataset layout) only find the files and call ``__init__``.
+    Subclasses (one per dataset layout) only find the files and call ``__init__``; they
+    also set ``split`` and ``layout`` for :meth:`info`.
     """
+
+    split: str | None = None
+    layout: str | None = None
 
     def __init__(
         self,
-        files: list[Path],
+        files: Sequence[str | os.PathLike],
         resolution: int,
         policy: str,
         flip: bool = False,
-        root: Path | None = None,
+        root: str | os.PathLike | None = None,
+        interpolation: str = "bicubic",
     ) -> None:
-        self.files = list(files)
-        self.resolution, self.policy, self.flip = resolution, policy, flip
-        self.root = root
+        if int(resolution) <= 0:
+            raise ValueError(f"dataset.resolution={resolution} must be a positive integer")
+        # plain strings: 120k pathlib objects cost seconds to build and to pickle into
+        # every data loader worker; ``files`` rebuilds Paths for callers that want them
+        self._paths = [os.fspath(f) for f in files]
+        self.resolution, self.policy, self.flip = int(resolution), check_policy(policy), flip
+        self.interpolation = check_interpolation(interpolation)
+        self.root = Path(root) if root is not None else None
+        self._prefix = os.path.join(os.fspath(root), "") if root is not None else None
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(p) for p in self._paths]
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self._paths)
+
+    def path(self, i: int) -> str:
+        return self._paths[i]
 
     def name(self, i: int) -> str:
-        path = self.files[i]
-        return str(path.relative_to(self.root)) if self.root else str(path)
+        """The file's path relative to the dataset root (``/``-separated): stable names
+        for results files, whatever machine the data sits on."""
+        path = self._paths[i]
+        if self._prefix is not None and path.startswith(self._prefix):
+            path = path[len(self._prefix) :]
+        return path.replace(os.sep, "/")
+
+    def info(self) -> dict[str, Any]:
+        """What a results file should say about the data."""
+        return {
+            "dataset": type(self).__name__,
+            "root": str(self.root) if self.root is not None else None,
+            "layout": self.layout,
+            "split": self.split,
+            "n_images": len(self),
+            "resolution": self.resolution,
+            "policy": self.policy,
+            "flip": self.flip,
+            "interpolation": self.interpolation,
+        }
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor | None, str]:
         i, seed = split_key(key)
-        path = self.files[i]
+        path = self._paths[i]
         try:
-            with Image.open(path) as im:
-                im.load()  # decode now: truncated files fail here, not later
-                img = to_rgb(im)
+            img = load_rgb(path)
         except Exception as e:  # PIL raises many types for bad files
-            log.warning("skipping unreadable image %s (%s)", path, e)
+            log.warning("skipping unreadable image %s (%s: %s)", path, type(e).__name__, e)
             return None, self.name(i)
         g = torch.Generator().manual_seed(seed)
-        img = resize_crop(img, self.resolution, self.policy, g, self.flip)
+        img = resize_crop(img, self.resolution, self.policy, g, self.flip, self.interpolation)
         return to_tensor(img), self.name(i)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"layout={self.layout!r}, n={len(self)}, policy={self.policy!r})"
+        )

@@ -96,6 +96,9 @@ class VQGANLoss(nn.Module):
     def discriminator_loss(
         self, x: Tensor, x_hat: Tensor, step: int
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        if not self.disc_active(step):
+            zero = torch.zeros((), device=x.device)
+            return zero, {"d": zero, "logits_real": zero, "logits_fake": zero}
         logits_real = self.discriminator(x.detach()).float()
         logits_fake = self.discriminator(x_hat.detach()).float()
         d = self.disc_factor * self.d_loss_fn(logits_real, logits_fake)

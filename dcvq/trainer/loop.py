@@ -132,8 +132,8 @@ class Trainer:
     # ---- data --------------------------------------------------------------------
     def loaders(self) -> tuple[DataLoader, DataLoader]:
         cfg, t = self.cfg, self.t
-        train_ds = build_dataset(cfg, cfg.dataset.train_split)
-        val_ds = build_dataset(cfg, cfg.dataset.split)
+        train_ds = build_dataset(cfg, cfg.dataset.train_split, training=True)
+        val_ds = build_dataset(cfg, cfg.dataset.split, training=False)
         sampler = StepSampler(
             len(train_ds), t.batch_size, cfg.seed, start_step=self.step * t.accumulate,
             rank=self.dist.rank, world_size=self.dist.world_size,
