@@ -28,6 +28,7 @@ from dcvq.evaluation import evaluate
 from dcvq.logger import RunLogger
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
+from dcvq.trainer.preemption import PreemptionGuard
 
 log = logging.getLogger(__name__)
 
@@ -279,23 +280,8 @@ class Trainer:
         )
         batches = iter(train)
         try:
-            while self.step < self.t.max_steps:
-                micro = [next(batches).images for _ in range(self.t.accumulate)]
-                logs = self.train_step(micro)
-                bar.update(1)
-                if self.step % self.t.log_every == 0 or self.step == 1:
-                    usage = [v for k, v in logs.items() if k.startswith("batch_usage_")]
-                    bar.set_postfix(loss=f"{logs['total']:.3f}", psnr=f"{logs['psnr']:.2f}",
-                                    usage=f"{sum(usage) / max(len(usage), 1):.0%}")
-                    if self.dist.is_main:
-                        self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()},
-                                                self.step)
-                        with open(self.run_dir / "train.jsonl", "a") as f:
-                            f.write(json.dumps({"step": self.step} | logs) + "\n")
-                if self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps:
-                    self.save()
-                if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
-                    self.record_eval(self.evaluate(val), grid_batch)
+            with PreemptionGuard() as guard:
+                self._loop(batches, val, grid_batch, bar, guard)
             results = self.evaluate(val)
             self.record_eval(results, grid_batch)
             results["step"] = self.step
@@ -306,6 +292,40 @@ class Trainer:
             bar.close()
             if self.dist.is_main:
                 self.logger.finish()
+
+    def stop_requested(self, guard: PreemptionGuard) -> bool:
+        """Whether any rank got a preemption signal (all ranks must stop together)."""
+        flag = guard.requested
+        if self.dist.enabled:
+            t = torch.tensor([float(flag)], device=self.device)
+            torch.distributed.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+    def _loop(self, batches, val, grid_batch, bar, guard: PreemptionGuard) -> None:
+        while self.step < self.t.max_steps:
+            micro = [next(batches).images for _ in range(self.t.accumulate)]
+            logs = self.train_step(micro)
+            bar.update(1)
+            if self.step % self.t.log_every == 0 or self.step == 1:
+                self.record_train(logs, bar)
+            if self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps:
+                self.save()
+            if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
+                self.record_eval(self.evaluate(val), grid_batch)
+            if self.stop_requested(guard):
+                self.save()
+                log.warning("checkpoint written at step %d after a signal", self.step)
+                guard.hand_on()  # exits (SystemExit) unless the signal is to be ignored
+
+    def record_train(self, logs: dict[str, float], bar: tqdm) -> None:
+        usage = [v for k, v in logs.items() if k.startswith("batch_usage_")]
+        bar.set_postfix(loss=f"{logs['total']:.3f}", psnr=f"{logs['psnr']:.2f}",
+                        usage=f"{sum(usage) / max(len(usage), 1):.0%}")
+        if self.dist.is_main:
+            self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()}, self.step)
+            with open(self.run_dir / "train.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step} | logs) + "\n")
 
 
 def train(cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None) -> dict:
