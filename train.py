@@ -16,7 +16,8 @@ register()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     results = train(cfg, HydraConfig.get().runtime.output_dir, logger=instantiate(cfg.logger))
-    return float(results["psnr"])  # the sweep's objective value
+    # the job's return value (the sweep's objective); only rank 0 has results
+    return float(results.get("psnr", float("nan")))
 
 
 if __name__ == "__main__":

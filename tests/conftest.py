@@ -84,3 +84,9 @@ def tiny_cfg():
         return compose([*chosen, *TINY, *extra, *overrides])
 
     return make
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """The tiny overrides as command-line arguments (for subprocess runs of train.py)."""
+    return [*TINY, *TINY_TRANSFORMER]

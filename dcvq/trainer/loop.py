@@ -242,9 +242,17 @@ class Trainer:
         save_image(grid, path, nrow=len(x), padding=2)
         return path
 
+    def run_eval(self, val: DataLoader, grid_batch: torch.Tensor) -> dict[str, Any]:
+        """Evaluate on rank 0 (the others wait), record the results; {} on other ranks."""
+        results: dict[str, Any] = {}
+        if self.dist.is_main:
+            results = self.evaluate(val)
+            self.record_eval(results, grid_batch)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        return results
+
     def record_eval(self, results: dict[str, Any], grid_batch: torch.Tensor) -> None:
-        if not self.dist.is_main:
-            return
         summary = {"step": self.step} | {
             k: results.get(k) for k in ("l1", "l2", "psnr", "ssim", "lpips", "fid")
         }
@@ -282,16 +290,17 @@ class Trainer:
         try:
             with PreemptionGuard() as guard:
                 self._loop(batches, val, grid_batch, bar, guard)
-            results = self.evaluate(val)
-            self.record_eval(results, grid_batch)
-            results["step"] = self.step
+            results = self.run_eval(val, grid_batch)
             if self.dist.is_main:
+                results["step"] = self.step
                 (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))
             return results
         finally:
             bar.close()
             if self.dist.is_main:
                 self.logger.finish()
+            if self.dist.enabled and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
     def stop_requested(self, guard: PreemptionGuard) -> bool:
         """Whether any rank got a preemption signal (all ranks must stop together)."""
@@ -312,7 +321,7 @@ class Trainer:
             if self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps:
                 self.save()
             if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
-                self.record_eval(self.evaluate(val), grid_batch)
+                self.run_eval(val, grid_batch)
             if self.stop_requested(guard):
                 self.save()
                 log.warning("checkpoint written at step %d after a signal", self.step)
