@@ -29,5 +29,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# Fetch LPIPS's VGG16 and torch-fidelity's Inception (hash-checked) on a machine with
+# network; copy $(DEST)/hub to compute nodes and set TORCH_HOME there.
+weights: $(STAMP)
+	$(BIN)/python -m dcvq.weights $(if $(DEST),--dest $(DEST))
+
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
+from torch import nn
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
@@ -90,3 +92,62 @@ def tiny_cfg():
 def tiny_overrides() -> list[str]:
     """The tiny overrides as command-line arguments (for subprocess runs of train.py)."""
     return [*TINY, *TINY_TRANSFORMER]
+
+
+# ---- stand-in Inception for FID plumbing (never for results) -------------------------
+# Built through torch-fidelity's own module so the state dict has exactly the real
+# file's keys and shapes. A plain random init collapses the features (FID ~ 0), so
+# convolutions are re-initialised and every BatchNorm is calibrated on random images.
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def calibration_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """Noise plus smooth colour fields: activations with varied statistics."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randint(0, 256, (n, 3, size, size), generator=g).float()
+    coarse = torch.rand(n, 3, 4, 4, generator=g) * 255
+    smooth = nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
+    return (0.5 * noise + 0.5 * smooth).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="session")
+def make_images():
+    """``make_images(n, size, seed) -> uint8 n x 3 x size x size`` test images."""
+    return calibration_images
+
+
+@pytest.fixture(scope="session")
+def standin_inception_file(tmp_path_factory) -> Path:
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    # Build the module without any weights: torch-fidelity's loader is bypassed only
+    # here, to create the file that the real loading path then reads.
+    with (
+        mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda s, d: None),
+    ):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_parameters()
+            m.momentum = None  # cumulative average: one pass sets the statistics
+    net.train()
+    with torch.no_grad():
+        net(calibration_images(4, 64, seed=0))
+    net.eval()
+    path = tmp_path_factory.mktemp("standin_inception") / INCEPTION_FILE
+    torch.save({k: v.detach().float().contiguous() for k, v in net.state_dict().items()}, path)
+    return path
+
+
+@pytest.fixture
+def inception_weights(empty_torch_home, standin_inception_file) -> Path:
+    """Puts the stand-in Inception into this test's torch hub cache; returns its path."""
+    dst = empty_torch_home / "hub" / "checkpoints" / INCEPTION_FILE
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(standin_inception_file, dst)
+    return dst

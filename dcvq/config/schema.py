@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
 
 
 @dataclass
@@ -184,7 +184,7 @@ class EvalSchema:
     fid: bool = False
     fid_weights: str | None = None
     lpips: bool = False
-    lpips_weights: str | None = II("loss.lpips_weights")
+    lpips_weights: str | None = None  # torchvision VGG16 file; None = the torch hub cache
     max_images: int | None = None
     save_reconstructions: bool = False
 
@@ -207,10 +207,33 @@ class TrainSchema:
     seed: int = 0
 
 
+@dataclass
+class EvaluateSchema:
+    """``python -m dcvq.evaluate``: a checkpoint on a dataset split."""
+
+    checkpoint: str = MISSING
+    dataset: Any = MISSING
+    eval: EvalSchema = field(
+        default_factory=lambda: EvalSchema(fid=True, lpips=True, save_reconstructions=False)
+    )
+    device: str = "auto"
+    batch_size: int = 16
+    num_workers: int = 4
+    grid_images: int = 8
+    progress: bool = True
+
+
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore and the resolvers (idempotent)."""
+    # ${dcvq.first:a,b,...}: the first value that is set, e.g. the baseline's name, else
+    # the quantizer option's (run names and wandb job types)
+    OmegaConf.register_new_resolver(
+        "dcvq.first", lambda *xs: next((x for x in xs if x not in (None, "None")), None),
+        replace=True,
+    )
     cs = ConfigStore.instance()
     cs.store(group="schema", name="train", node=TrainSchema)
+    cs.store(group="schema", name="evaluate", node=EvaluateSchema)
     cs.store(group="schema/model", name="vqgan", node=ModelSchema)
     cs.store(group="schema/quantizer", name="vq", node=VQSchema)
     cs.store(group="schema/quantizer", name="dual", node=DualSchema)

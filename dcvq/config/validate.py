@@ -24,7 +24,7 @@ def validate(cfg: DictConfig) -> None:
     if size is not None and size < 2:
         errors.append(f"codebook.size={size}: a codebook needs at least 2 codes")
     embed = _get(cfg, "model.embed_dim")
-    q = cfg.quantizer
+    q = _get(cfg, "quantizer", {})
     if "global_dim" in q:
         g, loc = q.global_dim, q.local_dim
         if g < 1 or loc < 1:

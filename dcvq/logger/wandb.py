@@ -6,8 +6,9 @@ One wandb run per training job, filed under the job's Hydra run dir
 * **Mode.** ``mode`` from config, else ``WANDB_MODE``, else ``online`` only when an API key
   is configured (``WANDB_API_KEY``, ``WANDB_IDENTITY_TOKEN_FILE`` or a netrc entry for the
   W&B host) and ``offline`` otherwise: a fresh machine never prompts for a key and never
-  blocks; ``wandb sync <run_dir>/wandb/offline-run-*`` uploads later. An online start that
-  fails (a compute node without internet) falls back to offline unless told not to.
+  blocks; ``wandb sync <run_dir>/wandb/offline-run-*`` uploads later. An explicit
+  ``online`` without a key, or an online start that fails (a compute node without
+  internet), falls back to offline with a warning unless ``fallback_offline=false``.
 * **One run per job.** In one process (a Hydra multirun with the basic launcher), a second
   ``wandb.init`` by default silently returns the first run, so every job would log into
   job 0's run. Runs are created with ``reinit="create_new"`` and logged through the run
@@ -17,6 +18,8 @@ One wandb run per training job, filed under the job's Hydra run dir
   run, so offline it starts a new run in the same group named
   ``<first run's name>-resume@<step>``, with ``resumed_from_step`` and ``continues_run_id``
   in its config.
+* **Finish.** ``Run.finish()`` returns before wandb's service has flushed the run file;
+  ``finish`` waits (bounded) until the file is complete, so it can be read or synced.
 * **Histograms.** ``wandb.Histogram`` takes at most 512 bins: a codebook of N > 512 codes
   is shown as a histogram over code index with adjacent codes summed into <= 512 bins,
   plus a sorted usage curve backed by a table of all N counts.
@@ -28,6 +31,7 @@ import json
 import math
 import netrc
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -87,7 +91,9 @@ def resolve_mode(mode: str | None = None) -> str:
     return chosen
 
 
-def usage_histogram_bins(counts: np.ndarray, max_bins: int = MAX_HISTOGRAM_BINS):
+def usage_histogram_bins(
+    counts: np.ndarray, max_bins: int = MAX_HISTOGRAM_BINS
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-code counts summed over adjacent codes into at most ``max_bins`` bins.
 
     Returns ``(values, edges)`` for ``wandb.Histogram(np_histogram=...)``: the x axis is the
@@ -161,6 +167,7 @@ class WandbLogger(RunLogger):
 
     def start(self, config: dict[str, Any], run_dir: Path, resumed_from_step: int) -> None:
         """Create (or, online, continue) this job's run; see the module docstring."""
+        self.finish()  # a start without finish (misuse) must not leave a run open
         run_dir = Path(run_dir)
         mode = resolve_mode(self.mode)
         if mode in _ONLINE and not has_api_key():
@@ -208,12 +215,12 @@ class WandbLogger(RunLogger):
         # The name a continuation gets when it has to be a new run (offline).
         root = base_name or (state["runs"][0]["id"] if previous else run_dir.name)
         continue_name = f"{root}-resume@{int(resumed_from_step)}" if continuing else self.name
-        if previous:
-            extra["continues_run_id"] = state["runs"][0]["id"]
         if previous and previous.get("mode") in _ONLINE and mode in _ONLINE:
             init.update(id=previous["id"], resume="allow", name=previous.get("name"))
         else:
             init["name"] = continue_name
+            if previous:
+                extra["continues_run_id"] = state["runs"][0]["id"]
         (self.dir or run_dir).mkdir(parents=True, exist_ok=True)
 
         run, mode = self._init(wandb, init, mode, continue_name)
@@ -234,8 +241,9 @@ class WandbLogger(RunLogger):
     ) -> tuple[Any, str]:
         settings = dict(self.settings)
         try:
-            return wandb.init(mode=mode, reinit=_reinit_value(wandb),
-                              settings=wandb.Settings(**settings), **init), mode
+            return wandb.init(
+                mode=mode, reinit=_reinit_value(wandb), settings=wandb.Settings(**settings), **init
+            ), mode
         except Exception as err:  # wandb raises several types (CommError, UsageError, ...)
             if mode not in _ONLINE or not self.fallback_offline:
                 raise
@@ -247,8 +255,12 @@ class WandbLogger(RunLogger):
             if "resume" in init:  # it was to continue an online run: now a new one
                 init = {k: v for k, v in init.items() if k not in ("id", "resume")}
                 init["name"] = continue_name
-            return wandb.init(mode="offline", reinit=_reinit_value(wandb),
-                              settings=wandb.Settings(**settings), **init), "offline"
+            return wandb.init(
+                mode="offline",
+                reinit=_reinit_value(wandb),
+                settings=wandb.Settings(**settings),
+                **init,
+            ), "offline"
 
     def _default_group(self, run_dir: Path) -> str | None:
         if self.group:
@@ -266,19 +278,25 @@ class WandbLogger(RunLogger):
         ``Run.finish()`` returns before wandb's service has written the end of
         ``run-<id>.wandb``; waiting here means the file is whole once this returns, for
         ``wandb sync``, for readers in the same process and for the next multirun job.
+
+        Called from the trainer's ``finally``: when an exception is on its way out (a
+        crash, not a clean ``sys.exit(0)``), the run is closed with exit code 1 so the
+        dashboard shows it failed rather than finished.
         """
         run, self.run = self.run, None
         if run is None:
             return
         sync_file = getattr(getattr(run, "settings", None), "sync_file", None)
-        run.finish()
-        if sync_file and Path(sync_file).is_file():
-            if not wait_until_finished(sync_file, timeout=self.finish_timeout):
-                warnings.warn(
-                    f"wandb run log {sync_file} still incomplete after "
-                    f"{self.finish_timeout:.0f} s; it may finish after this process exits",
-                    stacklevel=2,
-                )
+        run.finish(exit_code=_exit_code(sys.exc_info()[1]))
+        complete = not (sync_file and Path(sync_file).is_file()) or wait_until_finished(
+            sync_file, timeout=self.finish_timeout
+        )
+        if not complete:
+            warnings.warn(
+                f"wandb run log {sync_file} still incomplete after "
+                f"{self.finish_timeout:.0f} s; it may finish after this process exits",
+                stacklevel=2,
+            )
 
     # -- logging -----------------------------------------------------------------------
 
@@ -319,6 +337,14 @@ class WandbLogger(RunLogger):
         import wandb
 
         self.run.log({key: wandb.Image(str(path), caption=Path(path).name)}, step=int(step))
+
+
+def _exit_code(error: BaseException | None) -> int:
+    if error is None:
+        return 0
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) else int(error.code is not None)
+    return 1
 
 
 def _reinit_value(wandb: Any) -> Any:

@@ -24,6 +24,7 @@ import struct
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ _IDENT, _MAGIC, _VERSION = b":W&B", 0xBEE1, 0
 _CHUNK_HEADER = struct.Struct("<IHB")
 _BLOCK = 32768
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+_EXIT_WINDOW = 16  # records after the exit record that is_finished tolerates
 
 
 class OfflineRunError(ValueError):
@@ -215,29 +217,32 @@ def read_run(path: str | Path) -> OfflineRun:
 
 
 def is_finished(path: str | Path) -> bool:
-    """True once the log is complete: intact to its end, with the exit record last.
+    """True once the log is complete: intact to its end, with the run's exit record.
 
     ``Run.finish()`` returns before wandb's service has flushed the log's last partial
     block (it only *informs* the service), so a reader in the same process must wait for
-    this. Only the last record is decoded, so polling a long run's log stays cheap.
+    this. The exit record is among the last few (wandb may append a couple of
+    ``environment`` records after it); only those are decoded, so polling a long run's
+    log stays cheap.
     """
     try:
         data = Path(path).read_bytes()
         _check_header(data, path)
-        last = None
+        tail: deque[bytes] = deque(maxlen=_EXIT_WINDOW)
         for payload in _scan(data, path):
             if payload is None:
                 return False
-            last = payload
+            tail.append(payload)
     except (OSError, OfflineRunError):
-        return False
-    if last is None:
         return False
     from wandb.proto import wandb_internal_pb2 as pb
 
-    record = pb.Record()
-    record.ParseFromString(last)
-    return record.WhichOneof("record_type") == "exit"
+    for payload in reversed(tail):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "exit":
+            return True
+    return False
 
 
 def wait_until_finished(path: str | Path, timeout: float = 30.0, poll: float = 0.02) -> bool:

@@ -1,0 +1,229 @@
+"""One evaluation routine for training-time and offline numbers alike.
+
+:func:`evaluate` streams a loader through the model once and returns a JSON-ready dict
+(the content of ``eval.json``). Both the training loop and ``python -m dcvq.evaluate``
+call it, so their numbers agree. Memory stays bounded whatever the split size: only
+per-image metric sums, code counts and FID running statistics are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from dcvq import weights
+from dcvq.losses.perceptual import resolve_vgg16_weights
+from dcvq.metrics.fid import StreamingFID
+from dcvq.metrics.image import to_uint8
+from dcvq.metrics.protocols import PER_IMAGE, get_protocol
+from dcvq.metrics.usage import CodebookUsage
+
+log = logging.getLogger(__name__)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the packages that determine the numbers."""
+    out: dict[str, str | None] = {"torch": torch.__version__}
+    for dist in ("torch-fidelity", "lpips", "dcvq"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _lpips(path: str, stamp: tuple[int, int], device: str) -> nn.Module:
+    # Cached like the Inception: the training loop evaluates many times.
+    from dcvq.losses.perceptual import LPIPS
+
+    return LPIPS(path).to(device)
+
+
+def load_lpips(path: str | os.PathLike | None, device: torch.device) -> nn.Module:
+    try:
+        path = resolve_vgg16_weights(path)
+    except FileNotFoundError as e:  # its message speaks of the loss: add the eval keys
+        raise FileNotFoundError(
+            f"{e} For evaluation pass eval.lpips_weights=PATH, or eval.lpips=false to skip it."
+        ) from None
+    st = path.stat()
+    return _lpips(str(path), (st.st_mtime_ns, st.st_size), str(device))
+
+
+def _split_batch(batch: Any) -> tuple[Tensor, list[str] | None, list[str]]:
+    """``(images, names, skipped)`` from an ImageBatch, a tensor or an (images, ...) pair."""
+    if isinstance(batch, Tensor):
+        return batch, None, []
+    if hasattr(batch, "images"):
+        return batch.images, list(batch.names), list(getattr(batch, "skipped", []))
+    images, names = batch[0], batch[1] if len(batch) > 1 else None
+    return images, (list(names) if isinstance(names, (list, tuple)) else None), []
+
+
+def _file_name(name: str) -> str:
+    # Names are paths relative to the dataset root: flatten them so that files from
+    # different folders (CUB classes) cannot collide and nothing escapes the folder.
+    flat = re.sub(r"[\\/]+", "__", name).lstrip(".")
+    return (os.path.splitext(flat)[0] or "image") + ".png"
+
+
+def _total(loader: Any, max_images: int | None) -> int | None:
+    try:
+        n = len(loader.dataset)
+    except (AttributeError, TypeError):
+        return max_images
+    return min(n, max_images) if max_images is not None else n
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    *,
+    device: str | torch.device,
+    protocol: str = "clean",
+    fid: bool = False,
+    fid_weights: str | os.PathLike | None = None,
+    lpips: bool = False,
+    lpips_weights: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    reconstructions_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    split: str = "val",
+) -> dict[str, Any]:
+    """Reconstruct every image of ``loader`` and measure it under ``protocol``.
+
+    ``model(x) -> (reconstruction, vq_loss, info)`` with ``info["indices"]`` of shape
+    ``B x K x h x w``; images in ``[-1, 1]``. Runs in eval mode without gradients and
+    restores the model's previous mode. FID and LPIPS weights are resolved before the
+    first batch, so a missing file fails at once. ``reconstructions_dir`` receives each
+    reconstruction as a lossless 8-bit PNG named after its source image.
+
+    Returns ``fid``, ``psnr``, ``l1``, ``l2``, ``ssim``, ``lpips`` (``None`` when off or
+    when there are no images), ``codebooks`` ({name: size, used, usage (percent), dead,
+    perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``, ``note``,
+    ``split``, ``n_images``, ``skipped`` (names of undecodable files), ``versions`` and
+    ``weights`` ({"inception"/"vgg16": {path, official}} for the metrics computed).
+    """
+    device = torch.device(device)
+    proto = get_protocol(protocol)
+    fid_acc = StreamingFID(fid_weights, device) if fid else None
+    lpips_net = load_lpips(lpips_weights, device) if lpips else None
+    used_weights = {}
+    if fid_acc is not None:
+        used_weights["inception"] = _describe_weights(fid_acc.weights_path, weights.INCEPTION)
+    if lpips_net is not None:
+        used_weights["vgg16"] = _describe_weights(
+            resolve_vgg16_weights(lpips_weights), weights.VGG16
+        )
+    quantizer = getattr(model, "module", model).quantizer  # DDP-wrapped or not
+    usage = CodebookUsage(quantizer.codebook_names, quantizer.codebook_sizes)
+    out_dir = Path(reconstructions_dir) if reconstructions_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    sums = dict.fromkeys((*PER_IMAGE, "lpips"), 0.0)
+    n_images, skipped = 0, []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=_total(loader, max_images), unit="img", desc=f"eval {split}")
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader if max_images is None or max_images > 0 else ():
+                images, names, bad = _split_batch(batch)
+                skipped.extend(bad)
+                if max_images is not None:
+                    images = images[: max_images - n_images]
+                    names = names[: len(images)] if names is not None else None
+                if len(images) == 0:
+                    continue
+                x = images.to(device, non_blocking=True).float()
+                recon, _, info = model(x)
+                recon = recon.float()
+                measured = proto.measure(x, recon)
+                for key, values in measured.per_image.items():
+                    sums[key] += float(values.sum())
+                if lpips_net is not None:
+                    a = measured.real.to(device).float().div(127.5).sub(1.0)
+                    b = measured.fake.to(device).float().div(127.5).sub(1.0)
+                    sums["lpips"] += float(lpips_net(a, b).double().sum())
+                if fid_acc is not None:
+                    fid_acc.update(measured.real, measured.fake)
+                usage.update(info["indices"])
+                if out_dir is not None:
+                    _save(out_dir, to_uint8(recon), names, n_images)
+                n_images += len(x)
+                if bar is not None:
+                    bar.update(len(x))
+                if max_images is not None and n_images >= max_images:
+                    break  # before the loader decodes another batch
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+
+    def mean(key: str) -> float | None:
+        return sums[key] / n_images if n_images else None
+
+    fid_value = None
+    if fid_acc is not None:
+        if n_images >= 2:
+            fid_value = fid_acc.compute()
+        else:
+            log.warning("FID needs at least 2 images, got %d: fid is null", n_images)
+    if skipped:
+        log.warning("%d unreadable images skipped: %s", len(skipped), ", ".join(skipped[:10]))
+
+    return {
+        "fid": fid_value,
+        "psnr": mean("psnr"),
+        "l1": mean("l1"),
+        "l2": mean("l2"),
+        "ssim": mean("ssim"),
+        "lpips": mean("lpips") if lpips_net is not None else None,
+        **usage.result(),
+        "protocol": proto.name,
+        "note": proto.note,
+        "split": split,
+        "n_images": n_images,
+        "skipped": skipped,
+        "versions": versions(),
+        "weights": used_weights,
+    }
+
+
+def _describe_weights(path: Path, spec: weights.WeightFile) -> dict[str, Any]:
+    """Which file a metric used and whether it is the published one.
+
+    Numbers from other files (the tests' stand-ins, a re-conversion) are not comparable
+    with anybody's: the results file says so and a warning is logged.
+    """
+    official = weights.is_official(path, spec)
+    if not official:
+        log.warning(
+            "%s is not the published %s (sha256 differs): its numbers are not comparable "
+            "with published ones",
+            path,
+            spec.name,
+        )
+    return {"path": str(path), "official": official}
+
+
+def _save(folder: Path, images: Tensor, names: list[str] | None, start: int) -> None:
+    for i, img in enumerate(images.cpu().permute(0, 2, 3, 1).numpy()):
+        name = _file_name(names[i]) if names is not None else f"{start + i:06d}.png"
+        Image.fromarray(img).save(folder / name)

@@ -1,0 +1,161 @@
+"""Fetch the pretrained weights the metrics need, once, on a machine with network.
+
+``python -m dcvq.weights [--dest DIR]`` downloads torchvision's VGG16 (LPIPS backbone)
+and torch-fidelity's Inception (FID) into ``DIR/hub/checkpoints/`` (default: this
+machine's torch hub cache), checks their SHA-256 and skips files already present and
+valid. Compute nodes without network then find them through ``TORCH_HOME=DIR``.
+Nothing in dcvq downloads at run time: the loaders only read these files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dcvq.losses.perceptual import VGG16_FILE, VGG16_URL
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    name: str  # file name in the hub cache, as the libraries look it up
+    url: str
+    sha256: str  # of the whole file; torch hub names carry its first 8 hex digits
+    used_for: str
+
+
+VGG16 = WeightFile(
+    VGG16_FILE,
+    VGG16_URL,
+    "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+    "LPIPS (loss and metric)",
+)
+# URL as in torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3 (a test keeps
+# them in sync). Its suffix follows the torch hub convention: a SHA-256 prefix.
+INCEPTION = WeightFile(
+    "weights-inception-2015-12-05-6726825d.pth",
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth",
+    "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    "FID (torch-fidelity InceptionV3)",
+)
+ALL = (VGG16, INCEPTION)
+
+
+def checkpoints_dir(dest: str | os.PathLike | None = None) -> Path:
+    """``DEST/hub/checkpoints`` (DEST plays TORCH_HOME), or the current torch hub cache."""
+    if dest is None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    return Path(dest).expanduser() / "hub" / "checkpoints"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_valid(path: Path, spec: WeightFile) -> bool:
+    return path.is_file() and sha256_of(path) == spec.sha256
+
+
+@functools.lru_cache(maxsize=8)
+def _is_official(path: str, stamp: tuple[int, int], sha256: str) -> bool:
+    return sha256_of(path) == sha256
+
+
+def is_official(path: str | os.PathLike, spec: WeightFile) -> bool:
+    """Whether ``path`` is byte-identical to the published file (hash cached per mtime)."""
+    st = Path(path).stat()
+    return _is_official(str(path), (st.st_mtime_ns, st.st_size), spec.sha256)
+
+
+def _download(url: str, dst: Path) -> None:
+    # torch's own downloader: writes a temp file and moves it into place.
+    torch.hub.download_url_to_file(url, str(dst), progress=True)
+
+
+def fetch(
+    dest: str | os.PathLike | None = None,
+    files: Sequence[WeightFile] | None = None,
+    download: Callable[[str, Path], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Make every file in ``files`` present and valid under :func:`checkpoints_dir`.
+
+    A valid file is kept; an invalid one is replaced. A download whose hash does not
+    match is deleted and raises, so a broken file is never left where loaders look.
+    """
+    # defaults looked up at call time, so tests can replace them on the module
+    files = ALL if files is None else files
+    download = _download if download is None else download
+    folder = checkpoints_dir(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for spec in files:
+        path = folder / spec.name
+        if is_valid(path, spec):
+            log(f"ok       {path} (sha256 verified)")
+        else:
+            if path.exists():
+                log(f"invalid  {path}: hash mismatch, downloading again")
+            log(f"download {spec.url}")
+            tmp = path.with_name(path.name + ".part")
+            try:
+                download(spec.url, tmp)
+                got = sha256_of(tmp)
+                if got != spec.sha256:
+                    raise RuntimeError(
+                        f"{spec.url} downloaded with sha256 {got}, expected {spec.sha256}: "
+                        "the file is corrupt or was changed upstream; nothing was installed"
+                    )
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            log(f"ok       {path} (sha256 verified)")
+        paths.append(path)
+    return paths
+
+
+def usage_hint(dest: str | os.PathLike | None) -> str:
+    home = Path(dest).expanduser().resolve() if dest else checkpoints_dir().parent.parent
+    return (
+        f"Weights are in {checkpoints_dir(dest)}.\n"
+        "On compute nodes without network, make this folder visible (shared filesystem or "
+        f"a copy) and run with\n    export TORCH_HOME={home}\n"
+        "or point at the files directly: loss.lpips_weights=PATH / eval.lpips_weights=PATH "
+        "(VGG16) and eval.fid_weights=PATH (Inception)."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dcvq.weights",
+        description="Download and verify the VGG16 (LPIPS) and Inception (FID) weights.",
+    )
+    parser.add_argument(
+        "--dest",
+        help="folder used as TORCH_HOME: files go to DEST/hub/checkpoints "
+        "(default: this machine's torch hub cache)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        fetch(args.dest)
+    except Exception as e:  # network or hash failure: one clear line, non-zero exit
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(usage_hint(args.dest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
