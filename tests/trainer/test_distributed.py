@@ -13,8 +13,15 @@ from dcvq.trainer.checkpoint import read_checkpoint
 
 # The discriminator is off: its BatchNorm statistics and the adaptive weight depend on
 # the per-rank batch, so they cannot match a single process (documented in the README).
-COMMON = ["loss.disc_start=1000", "trainer.lr=1e-4", "trainer.max_steps=3", "trainer.eval_every=100",
-          "trainer.ckpt_every=100", "trainer.device=cpu", "eval.max_images=4"]
+COMMON = [
+    "loss.disc_start=1000",
+    "trainer.lr=1e-4",
+    "trainer.max_steps=3",
+    "trainer.eval_every=100",
+    "trainer.ckpt_every=100",
+    "trainer.device=cpu",
+    "eval.max_images=4",
+]
 
 
 @pytest.mark.slow
@@ -25,10 +32,23 @@ def test_two_ranks_match_one_process_with_double_batch(tiny_cfg, tiny_overrides,
     run_dir = tmp_path / "ddp"
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(CONF_DIR.parent / "train.py"), *tiny_overrides, *COMMON,
-         "trainer.batch_size=2", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(CONF_DIR.parent / "train.py"),
+            *tiny_overrides,
+            *COMMON,
+            "trainer.batch_size=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = read_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -47,5 +67,6 @@ def test_two_ranks_match_one_process_with_double_batch(tiny_cfg, tiny_overrides,
     assert (diffs > 1e-6).float().mean() < 1e-3
     # the Adam second moments (squared gradients) match closely everywhere
     for i, state in single.opt_ae.state_dict()["state"].items():
-        torch.testing.assert_close(ddp["opt_ae"]["state"][i]["exp_avg_sq"], state["exp_avg_sq"],
-                                   rtol=1e-3, atol=1e-12)
+        torch.testing.assert_close(
+            ddp["opt_ae"]["state"][i]["exp_avg_sq"], state["exp_avg_sq"], rtol=1e-3, atol=1e-12
+        )
