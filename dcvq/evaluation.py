@@ -8,7 +8,6 @@ per-image metric sums, code counts and FID running statistics are kept.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -21,8 +20,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dcvq import weights
-from dcvq.losses.perceptual import resolve_vgg16_weights
-from dcvq.metrics.fid import StreamingFID
+from dcvq.losses.perceptual import LPIPS
+from dcvq.metrics.fid import StreamingFID, load_inception, resolve_inception_weights
 from dcvq.metrics.image import to_uint8
 from dcvq.metrics.protocols import PER_IMAGE, get_protocol
 from dcvq.metrics.usage import CodebookUsage
@@ -39,25 +38,6 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def _lpips(path: str, stamp: tuple[int, int], device: str) -> nn.Module:
-    # Cached like the Inception: the training loop evaluates many times.
-    from dcvq.losses.perceptual import LPIPS
-
-    return LPIPS(path).to(device)
-
-
-def load_lpips(path: str | os.PathLike | None, device: torch.device) -> nn.Module:
-    try:
-        path = resolve_vgg16_weights(path)
-    except FileNotFoundError as e:  # its message speaks of the loss: add the eval keys
-        raise FileNotFoundError(
-            f"{e} For evaluation pass eval.lpips_weights=PATH, or eval.lpips=false to skip it."
-        ) from None
-    st = path.stat()
-    return _lpips(str(path), (st.st_mtime_ns, st.st_size), str(device))
 
 
 def _split_batch(batch: Any) -> tuple[Tensor, list[str] | None, list[str]]:
@@ -85,6 +65,143 @@ def _total(loader: Any, max_images: int | None) -> int | None:
     return min(n, max_images) if max_images is not None else n
 
 
+class Evaluator:
+    """Measures models under one protocol; loads the metric networks once.
+
+    The training loop keeps one for the whole run (Inception and VGG16 are loaded at
+    start, so a missing file fails before the first step); :func:`evaluate` makes one
+    for a single call.
+    """
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device,
+        protocol: str = "clean",
+        fid: bool = False,
+        fid_weights: str | os.PathLike | None = None,
+        lpips: bool = False,
+        lpips_weights: str | os.PathLike | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.protocol = get_protocol(protocol)
+        self.weights: dict[str, Any] = {}
+        self.inception = self.lpips = None
+        if fid:
+            path = resolve_inception_weights(fid_weights)
+            self.inception = load_inception(path, self.device)
+            self.weights["inception"] = _describe_weights(path, weights.INCEPTION)
+        if lpips:
+            off = "eval.lpips=false to evaluate"
+            self.lpips = LPIPS(lpips_weights, key="eval.lpips_weights", off=off).to(self.device)
+            self.weights["vgg16"] = _describe_weights(self.lpips.weights_path, weights.VGG16)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        loader: Any,
+        *,
+        max_images: int | None = None,
+        reconstructions_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+        split: str = "val",
+    ) -> dict[str, Any]:
+        """Reconstruct every image of ``loader`` and measure it.
+
+        ``model(x) -> (reconstruction, vq_loss, info)`` with ``info["indices"]`` of shape
+        ``B x K x h x w``; images in ``[-1, 1]``. Runs in eval mode without gradients and
+        restores the model's previous mode. ``reconstructions_dir`` receives each
+        reconstruction as a lossless 8-bit PNG named after its source image.
+
+        Returns ``fid``, ``psnr``, ``l1``, ``l2``, ``ssim``, ``lpips`` (``None`` when off
+        or when there are no images), ``codebooks`` ({name: size, used, usage (percent),
+        dead, perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``,
+        ``note``, ``split``, ``n_images``, ``skipped`` (names of undecodable files),
+        ``versions`` and ``weights`` ({"inception"/"vgg16": {path, official}}).
+        """
+        device, proto, lpips_net = self.device, self.protocol, self.lpips
+        fid_acc = StreamingFID(self.inception, device) if self.inception is not None else None
+        quantizer = getattr(model, "module", model).quantizer  # DDP-wrapped or not
+        usage = CodebookUsage(quantizer.codebook_names, quantizer.codebook_sizes)
+        out_dir = Path(reconstructions_dir) if reconstructions_dir is not None else None
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+
+        sums = dict.fromkeys((*PER_IMAGE, "lpips"), 0.0)
+        n_images, skipped = 0, []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=_total(loader, max_images), unit="img", desc=f"eval {split}")
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in loader if max_images is None or max_images > 0 else ():
+                    images, names, bad = _split_batch(batch)
+                    skipped.extend(bad)
+                    if max_images is not None:
+                        images = images[: max_images - n_images]
+                        names = names[: len(images)] if names is not None else None
+                    if len(images) == 0:
+                        continue
+                    x = images.to(device, non_blocking=True).float()
+                    recon, _, info = model(x)
+                    recon = recon.float()
+                    measured = proto.measure(x, recon)
+                    for key, values in measured.per_image.items():
+                        sums[key] += float(values.sum())
+                    if lpips_net is not None:
+                        a = measured.real.to(device).float().div(127.5).sub(1.0)
+                        b = measured.fake.to(device).float().div(127.5).sub(1.0)
+                        sums["lpips"] += float(lpips_net(a, b).double().sum())
+                    if fid_acc is not None:
+                        fid_acc.update(measured.real, measured.fake)
+                    usage.update(info["indices"])
+                    if out_dir is not None:
+                        _save(out_dir, to_uint8(recon), names, n_images)
+                    n_images += len(x)
+                    if bar is not None:
+                        bar.update(len(x))
+                    if max_images is not None and n_images >= max_images:
+                        break  # before the loader decodes another batch
+        finally:
+            model.train(was_training)
+            if bar is not None:
+                bar.close()
+
+        def mean(key: str) -> float | None:
+            return sums[key] / n_images if n_images else None
+
+        fid_value = None
+        if fid_acc is not None:
+            if n_images >= 2:
+                fid_value = fid_acc.compute()
+            else:
+                log.warning("FID needs at least 2 images, got %d: fid is null", n_images)
+        if skipped:
+            log.warning("%d unreadable images skipped: %s", len(skipped), ", ".join(skipped[:10]))
+
+        return {
+            "fid": fid_value,
+            "psnr": mean("psnr"),
+            "l1": mean("l1"),
+            "l2": mean("l2"),
+            "ssim": mean("ssim"),
+            "lpips": mean("lpips") if lpips_net is not None else None,
+            **usage.result(),
+            "protocol": proto.name,
+            "note": proto.note,
+            "split": split,
+            "n_images": n_images,
+            "skipped": skipped,
+            "versions": versions(),
+            "weights": self.weights,
+        }
+
+
 def evaluate(
     model: nn.Module,
     loader: Any,
@@ -100,110 +217,15 @@ def evaluate(
     progress: bool = False,
     split: str = "val",
 ) -> dict[str, Any]:
-    """Reconstruct every image of ``loader`` and measure it under ``protocol``.
-
-    ``model(x) -> (reconstruction, vq_loss, info)`` with ``info["indices"]`` of shape
-    ``B x K x h x w``; images in ``[-1, 1]``. Runs in eval mode without gradients and
-    restores the model's previous mode. FID and LPIPS weights are resolved before the
-    first batch, so a missing file fails at once. ``reconstructions_dir`` receives each
-    reconstruction as a lossless 8-bit PNG named after its source image.
-
-    Returns ``fid``, ``psnr``, ``l1``, ``l2``, ``ssim``, ``lpips`` (``None`` when off or
-    when there are no images), ``codebooks`` ({name: size, used, usage (percent), dead,
-    perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``, ``note``,
-    ``split``, ``n_images``, ``skipped`` (names of undecodable files), ``versions`` and
-    ``weights`` ({"inception"/"vgg16": {path, official}} for the metrics computed).
-    """
-    device = torch.device(device)
-    proto = get_protocol(protocol)
-    fid_acc = StreamingFID(fid_weights, device) if fid else None
-    lpips_net = load_lpips(lpips_weights, device) if lpips else None
-    used_weights = {}
-    if fid_acc is not None:
-        used_weights["inception"] = _describe_weights(fid_acc.weights_path, weights.INCEPTION)
-    if lpips_net is not None:
-        used_weights["vgg16"] = _describe_weights(
-            resolve_vgg16_weights(lpips_weights), weights.VGG16
-        )
-    quantizer = getattr(model, "module", model).quantizer  # DDP-wrapped or not
-    usage = CodebookUsage(quantizer.codebook_names, quantizer.codebook_sizes)
-    out_dir = Path(reconstructions_dir) if reconstructions_dir is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    sums = dict.fromkeys((*PER_IMAGE, "lpips"), 0.0)
-    n_images, skipped = 0, []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=_total(loader, max_images), unit="img", desc=f"eval {split}")
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in loader if max_images is None or max_images > 0 else ():
-                images, names, bad = _split_batch(batch)
-                skipped.extend(bad)
-                if max_images is not None:
-                    images = images[: max_images - n_images]
-                    names = names[: len(images)] if names is not None else None
-                if len(images) == 0:
-                    continue
-                x = images.to(device, non_blocking=True).float()
-                recon, _, info = model(x)
-                recon = recon.float()
-                measured = proto.measure(x, recon)
-                for key, values in measured.per_image.items():
-                    sums[key] += float(values.sum())
-                if lpips_net is not None:
-                    a = measured.real.to(device).float().div(127.5).sub(1.0)
-                    b = measured.fake.to(device).float().div(127.5).sub(1.0)
-                    sums["lpips"] += float(lpips_net(a, b).double().sum())
-                if fid_acc is not None:
-                    fid_acc.update(measured.real, measured.fake)
-                usage.update(info["indices"])
-                if out_dir is not None:
-                    _save(out_dir, to_uint8(recon), names, n_images)
-                n_images += len(x)
-                if bar is not None:
-                    bar.update(len(x))
-                if max_images is not None and n_images >= max_images:
-                    break  # before the loader decodes another batch
-    finally:
-        model.train(was_training)
-        if bar is not None:
-            bar.close()
-
-    def mean(key: str) -> float | None:
-        return sums[key] / n_images if n_images else None
-
-    fid_value = None
-    if fid_acc is not None:
-        if n_images >= 2:
-            fid_value = fid_acc.compute()
-        else:
-            log.warning("FID needs at least 2 images, got %d: fid is null", n_images)
-    if skipped:
-        log.warning("%d unreadable images skipped: %s", len(skipped), ", ".join(skipped[:10]))
-
-    return {
-        "fid": fid_value,
-        "psnr": mean("psnr"),
-        "l1": mean("l1"),
-        "l2": mean("l2"),
-        "ssim": mean("ssim"),
-        "lpips": mean("lpips") if lpips_net is not None else None,
-        **usage.result(),
-        "protocol": proto.name,
-        "note": proto.note,
-        "split": split,
-        "n_images": n_images,
-        "skipped": skipped,
-        "versions": versions(),
-        "weights": used_weights,
-    }
+    """One evaluation: :class:`Evaluator` ``(...)(model, loader, ...)``."""
+    evaluator = Evaluator(
+        device=device, protocol=protocol, fid=fid, fid_weights=fid_weights, lpips=lpips,
+        lpips_weights=lpips_weights,
+    )
+    return evaluator(
+        model, loader, max_images=max_images, reconstructions_dir=reconstructions_dir,
+        progress=progress, split=split,
+    )
 
 
 def _describe_weights(path: Path, spec: weights.WeightFile) -> dict[str, Any]:

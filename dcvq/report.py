@@ -28,7 +28,6 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -550,7 +549,6 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
 
 
 # ---- figures -------------------------------------------------------------------------
-@cache
 def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:  # Pillow >= 10.1 ships a scalable default font
         return ImageFont.load_default(size=size)

@@ -10,7 +10,6 @@ Nothing in dcvq downloads at run time: the loaders only read these files.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import os
 import sys
@@ -68,15 +67,9 @@ def is_valid(path: Path, spec: WeightFile) -> bool:
     return path.is_file() and sha256_of(path) == spec.sha256
 
 
-@functools.lru_cache(maxsize=8)
-def _is_official(path: str, stamp: tuple[int, int], sha256: str) -> bool:
-    return sha256_of(path) == sha256
-
-
 def is_official(path: str | os.PathLike, spec: WeightFile) -> bool:
-    """Whether ``path`` is byte-identical to the published file (hash cached per mtime)."""
-    st = Path(path).stat()
-    return _is_official(str(path), (st.st_mtime_ns, st.st_size), spec.sha256)
+    """Whether ``path`` is byte-identical to the published file."""
+    return sha256_of(Path(path)) == spec.sha256
 
 
 def _download(url: str, dst: Path) -> None:

@@ -186,6 +186,9 @@ class EvalSchema:
     lpips: bool = False
     lpips_weights: str | None = None  # torchvision VGG16 file; None = the torch hub cache
     max_images: int | None = None
+    # cap for the periodic evaluations during training (None: max_images); the final
+    # evaluation (eval.json) always uses max_images
+    max_images_during_training: int | None = None
     save_reconstructions: bool = False
 
 

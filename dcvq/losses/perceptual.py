@@ -23,17 +23,21 @@ def vgg16_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
-def resolve_vgg16_weights(weights: str | os.PathLike | None) -> Path:
+def resolve_vgg16_weights(
+    weights: str | os.PathLike | None,
+    key: str = "loss.lpips_weights",
+    off: str = "loss.perceptual_weight=0 to train",
+) -> Path:
+    """The VGG16 file to use; ``key`` and ``off`` name the settings in the error."""
     path = Path(weights).expanduser() if weights else vgg16_cache_path()
     if not path.is_file():
-        where = f"loss.lpips_weights={weights}" if weights else f"the torch hub cache ({path})"
+        where = f"{key}={weights}" if weights else f"the torch hub cache ({path})"
         raise FileNotFoundError(
             f"LPIPS needs torchvision's VGG16 weights but none were found at {where}. "
             f"On a machine with network run `make weights` (or download {VGG16_URL} into "
             f"{vgg16_cache_path().parent}/), copy the file to this machine and either set "
             "TORCH_HOME so that it is found in $TORCH_HOME/hub/checkpoints/, or pass its "
-            "path as loss.lpips_weights=PATH. Set loss.perceptual_weight=0 to train "
-            "without LPIPS."
+            f"path as {key}=PATH. Set {off} without LPIPS."
         )
     return path
 
@@ -44,11 +48,13 @@ class LPIPS(nn.Module):
     Always evaluated in fp32 (outside autocast): its normalisations overflow in fp16.
     """
 
-    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+    def __init__(self, weights: str | os.PathLike | None = None, **names: str) -> None:
+        """``names``: ``key``/``off`` of :func:`resolve_vgg16_weights` for the error."""
         super().__init__()
         import lpips  # heavy import, only when LPIPS is used
 
-        path = resolve_vgg16_weights(weights)
+        path = resolve_vgg16_weights(weights, **names)
+        self.weights_path = path
         with warnings.catch_warnings():  # lpips uses torchvision's deprecated `pretrained=`
             warnings.simplefilter("ignore", UserWarning)
             self.net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)

@@ -14,7 +14,6 @@ first loaded with ``weights_only=True`` and refused unless it is a plain state d
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -65,28 +64,17 @@ def resolve_inception_weights(weights: str | os.PathLike | None = None) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=1)
-def _extractor(path: str, stamp: tuple[int, int], device: str) -> torch.nn.Module:
-    # Cached: evaluation runs repeatedly during training; ``stamp`` (mtime, size)
-    # invalidates the entry when the file changes.
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    net = FeatureExtractorInceptionV3(
-        EXTRACTOR_NAME, [FEATURE], feature_extractor_weights_path=path
-    )
-    return net.to(device).eval()
-
-
 def load_inception(
     weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """torch-fidelity's frozen InceptionV3 on ``device``, ``uint8 B x 3 x H x W -> B x 2048``."""
-    return _load_checked(resolve_inception_weights(weights), device)
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-
-def _load_checked(path: Path, device: str | torch.device) -> torch.nn.Module:
-    st = path.stat()
-    return _extractor(str(path), (st.st_mtime_ns, st.st_size), str(torch.device(device)))
+    path = resolve_inception_weights(weights)
+    net = FeatureExtractorInceptionV3(
+        EXTRACTOR_NAME, [FEATURE], feature_extractor_weights_path=str(path)
+    )
+    return net.to(device).eval()
 
 
 class FeatureStats:
@@ -192,12 +180,10 @@ def frechet_distance(stats_1: FeatureStats, stats_2: FeatureStats) -> float:
 class StreamingFID:
     """rFID between the split's images and their reconstructions, fed batch by batch."""
 
-    def __init__(
-        self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
-    ) -> None:
+    def __init__(self, net: torch.nn.Module, device: str | torch.device = "cpu") -> None:
+        """``net``: from :func:`load_inception` (loaded once, reused across evaluations)."""
         self.device = torch.device(device)
-        self.weights_path = resolve_inception_weights(weights)
-        self.net = _load_checked(self.weights_path, self.device)
+        self.net = net
         self.real, self.fake = FeatureStats(), FeatureStats()
 
     @torch.no_grad()

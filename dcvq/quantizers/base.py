@@ -55,25 +55,35 @@ class Quantizer(nn.Module, ABC):
 def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     """Index of the nearest code (squared L2) for each row of ``z`` (``M x d``).
 
-    Uses ``|z|^2 + |e|^2 - 2 z.e`` like taming, chunked over codes so peak memory is
-    bounded by ``DISTANCE_CHUNK_ELEMENTS`` whatever the codebook size.
+    Uses ``|e|^2 - 2 z.e`` (``|z|^2`` is constant per row, so it cannot change the
+    argmin), chunked over codes so peak memory is bounded by ``DISTANCE_CHUNK_ELEMENTS``
+    whatever the codebook size. Each chunk is one ``addmm``: the ``-2`` scale and the
+    ``|e|^2`` bias are applied by the matrix multiply itself, so the ``M x N`` distance
+    matrix is written once and read once (by the argmin) instead of going through
+    separate scale and add passes (measured in ``benchmarks/quantizer.py``).
     """
-    z = z.float()
-    codebook = codebook.float()
+    # Indices carry no gradient: no autograd graph. fp32 always: bf16 distances pick
+    # wrong codes.
+    with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+        return _nearest_code_fp32(z.float(), codebook.float())
+
+
+def _nearest_code_fp32(z: Tensor, codebook: Tensor) -> Tensor:
     m, n = z.shape[0], codebook.shape[0]
+    e_sq = codebook.pow(2).sum(1)
     chunk = max(1, DISTANCE_CHUNK_ELEMENTS // max(m, 1))
     if chunk >= n:
-        d = codebook.pow(2).sum(1) - 2 * z @ codebook.t()  # |z|^2 is constant per row
-        return d.argmin(1)
+        return torch.addmm(e_sq, z, codebook.t(), alpha=-2).argmin(1)
     best_d = torch.full((m,), float("inf"), device=z.device)
     best_i = torch.zeros(m, dtype=torch.long, device=z.device)
     for start in range(0, n, chunk):
         part = codebook[start : start + chunk]
-        d = part.pow(2).sum(1) - 2 * z @ part.t()
+        d = torch.addmm(e_sq[start : start + chunk], z, part.t(), alpha=-2)
         dmin, imin = d.min(1)
         better = dmin < best_d
         best_d = torch.where(better, dmin, best_d)
         best_i = torch.where(better, imin + start, best_i)
+        del d, dmin, imin  # one chunk alive at a time: free it before the next addmm
     return best_i
 
 

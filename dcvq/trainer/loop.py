@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dcvq.build import build_dataset, build_loss, build_model
 from dcvq.config import validate
 from dcvq.data import StepSampler, collate
-from dcvq.evaluation import evaluate
+from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
@@ -87,6 +87,12 @@ class Trainer:
         self.opt_d = torch.optim.Adam(
             self.loss.discriminator.parameters(), lr=lr, betas=betas, fused=fused
         )
+        e = cfg.eval
+        # Metric networks load now: a missing weights file fails before the first step.
+        self.evaluator = Evaluator(
+            device=self.device, protocol=e.protocol, fid=e.fid, fid_weights=e.fid_weights,
+            lpips=e.lpips, lpips_weights=e.lpips_weights,
+        ) if self.dist.is_main else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.ddp_model = self.model
@@ -220,13 +226,14 @@ class Trainer:
         return sums
 
     # ---- evaluation ----------------------------------------------------------------
-    def evaluate(self, val: DataLoader) -> dict[str, Any]:
+    def evaluate(self, val: DataLoader, final: bool) -> dict[str, Any]:
         e = self.cfg.eval
-        recon_dir = self.run_dir / "reconstructions" if e.save_reconstructions else None
-        return evaluate(
-            self.model, val, device=self.device, protocol=e.protocol, fid=e.fid,
-            fid_weights=e.fid_weights, lpips=e.lpips, lpips_weights=e.lpips_weights,
-            max_images=e.max_images, reconstructions_dir=recon_dir, split=self.cfg.dataset.split,
+        recon_dir = self.run_dir / "reconstructions" if e.save_reconstructions and final else None
+        max_images = e.max_images if final or e.max_images_during_training is None else (
+            e.max_images_during_training)
+        return self.evaluator(
+            self.model, val, max_images=max_images, reconstructions_dir=recon_dir,
+            split=self.cfg.dataset.split,
         )
 
     @torch.no_grad()
@@ -242,11 +249,13 @@ class Trainer:
         save_image(grid, path, nrow=len(x), padding=2)
         return path
 
-    def run_eval(self, val: DataLoader, grid_batch: torch.Tensor) -> dict[str, Any]:
+    def run_eval(
+        self, val: DataLoader, grid_batch: torch.Tensor, final: bool = False
+    ) -> dict[str, Any]:
         """Evaluate on rank 0 (the others wait), record the results; {} on other ranks."""
         results: dict[str, Any] = {}
         if self.dist.is_main:
-            results = self.evaluate(val)
+            results = self.evaluate(val, final)
             self.record_eval(results, grid_batch)
         if self.dist.enabled:
             torch.distributed.barrier()
@@ -290,7 +299,7 @@ class Trainer:
         try:
             with PreemptionGuard() as guard:
                 self._loop(batches, val, grid_batch, bar, guard)
-            results = self.run_eval(val, grid_batch)
+            results = self.run_eval(val, grid_batch, final=True)
             if self.dist.is_main:
                 results["step"] = self.step
                 (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))

@@ -107,7 +107,7 @@ def test_streaming_fid_matches_torch_fidelity_calculate_metrics(standin_inceptio
     import torch_fidelity
 
     a, b = image_sets
-    fid = StreamingFID(standin_inception_file)
+    fid = StreamingFID(load_inception(standin_inception_file))
     fid.update(a[:3], b[:3])
     fid.update(a[3:], b[3:])
     ours = fid.compute()
@@ -150,12 +150,12 @@ def test_missing_weights_fail_before_torch_fidelity_downloads(monkeypatch, empty
 
     monkeypatch.setattr(fe, "load_state_dict_from_url", no_network)
     with pytest.raises(FileNotFoundError) as err:
-        StreamingFID()
+        load_inception()
     msg = str(err.value)
     assert str(empty_torch_home / "hub" / "checkpoints") in msg
     assert "make weights" in msg and "eval.fid_weights" in msg
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
-        StreamingFID(empty_torch_home / "nowhere.pth")
+        load_inception(empty_torch_home / "nowhere.pth")
 
 
 def test_weights_found_in_the_hub_cache(inception_weights):
@@ -187,7 +187,7 @@ def test_non_state_dict_is_refused(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_features_match_cpu(standin_inception_file, image_sets, features):
     a, _ = image_sets
-    fid = StreamingFID(standin_inception_file, device="cuda")
+    fid = StreamingFID(load_inception(standin_inception_file, "cuda"), device="cuda")
     got = fid.features(a).cpu()
     assert next(fid.net.parameters()).is_cuda
     torch.testing.assert_close(got, features[0], rtol=1e-3, atol=1e-3)

@@ -1,0 +1,131 @@
+"""The local single-node Slurm (launch/local_slurm.sh) behaves like a real cluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat_file.parent.name))
+    return kids
+
+
+def test_node_and_partition(local_slurm):
+    out = local_slurm.run("sinfo", "-h", "-N", "-o", "%N %P %t %c %G").stdout.split()
+    assert out == ["localhost", "debug*", "idle", str(os.cpu_count()), "gpu:1"], out
+    # Loopback only: clients reach the controller at 127.0.0.1.
+    conf = local_slurm.conf.read_text()
+    assert "SlurmctldHost=localhost(127.0.0.1)" in conf
+    assert "NodeAddr=127.0.0.1" in conf
+
+
+def test_sbatch_wrap_completes_and_output_is_read_back(local_slurm, tmp_path):
+    out = tmp_path / "hello-%j.out"
+    job_id, states = local_slurm.sbatch(
+        f"--output={out}",
+        "--wrap", "echo hello $((6 * 7)) from job $SLURM_JOB_ID on $SLURM_JOB_PARTITION",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert states == ["COMPLETED"]
+    text = (tmp_path / f"hello-{job_id}.out").read_text()
+    assert text.strip() == f"hello 42 from job {job_id} on debug"
+
+
+def test_job_array_of_two_tasks(local_slurm, tmp_path):
+    array_id, states = local_slurm.sbatch(
+        "--array=0-1", f"--output={tmp_path}/arr-%A_%a.out",
+        "--wrap", "echo task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert states == ["COMPLETED", "COMPLETED"]
+    for task in (0, 1):
+        text = (tmp_path / f"arr-{array_id}_{task}.out").read_text()
+        assert text.strip() == f"task {task} of 2"
+
+
+def test_gpus_per_node_uses_the_stand_in_gres(local_slurm, tmp_path):
+    job_id, states = local_slurm.sbatch(
+        "--gpus-per-node=1", f"--output={tmp_path}/gpu-%j.out",
+        "--wrap", "echo gpus=$SLURM_GPUS_ON_NODE",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert states == ["COMPLETED"]
+    assert (tmp_path / f"gpu-{job_id}.out").read_text().strip() == "gpus=1"
+    # The node has one (stand-in) GPU: asking for two is refused at submission.
+    too_many = local_slurm.run(
+        "sbatch", "--gpus-per-node=2", "--wrap", "true", cwd=tmp_path, check=False
+    )
+    assert too_many.returncode != 0
+    assert "not available" in too_many.stderr or "Invalid" in too_many.stderr
+
+
+def test_submitit_auto_executor_runs_a_function(local_slurm, tmp_path):
+    submitit = pytest.importorskip("submitit")
+
+    def where_am_i(x: int) -> tuple[int, str, str]:
+        import os  # runs in the Slurm job
+
+        return x * 2, os.environ["SLURM_JOB_ID"], os.environ["SLURM_JOB_PARTITION"]
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    executor.update_parameters(
+        slurm_partition="debug", timeout_min=5, cpus_per_task=1, mem_gb=1, name="dcvq-test"
+    )
+    job = executor.submit(where_am_i, 21)
+    value, job_id, partition = job.result()
+    assert (value, job_id, partition) == (42, str(job.job_id), "debug")
+
+
+def test_up_is_idempotent_and_down_leaves_no_daemons(make_local_slurm):
+    cluster = make_local_slurm()
+    pids = cluster.daemon_pids()
+    assert set(pids) == {"munged", "slurmctld", "slurmd"}
+    assert all(_running(p) for p in pids.values())
+    helpers = _children(pids["slurmctld"])  # slurmscriptd
+
+    again = cluster.script("up")
+    assert again.returncode == 0, again.stderr
+    assert cluster.daemon_pids() == pids, "a second `up` must reuse the running daemons"
+    assert cluster.script("status").returncode == 0
+
+    # A job still running at `down` is cancelled, not left behind: it writes the pids of its
+    # shell and of its slurmstepd (the parent), then sleeps.
+    job_pids = cluster.dir / "job.pids"
+    cluster.run(
+        "sbatch", "--output=/dev/null",
+        "--wrap", f"echo $$ $PPID > {job_pids}.tmp && mv {job_pids}.tmp {job_pids}; sleep 300",
+        cwd=cluster.dir,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not job_pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = [int(p) for p in job_pids.read_text().split()]
+    assert all(_running(p) for p in started)
+
+    down = cluster.script("down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    alive = [p for p in [*pids.values(), *helpers, *started] if _running(p)]
+    assert not alive, f"processes still running after down: {alive}"
+    status = cluster.script("status")
+    assert status.returncode != 0
+    assert "slurmctld: not running" in status.stdout
