@@ -24,8 +24,23 @@ class DistEnv:
         return self.world_size > 1
 
 
+def export_submitit_env() -> None:
+    """Inside a submitit job with several tasks (one per GPU), export RANK, WORLD_SIZE,
+    MASTER_ADDR/PORT... for ``env://``, as torchrun would."""
+    if "SUBMITIT_EXECUTOR" not in os.environ or "WORLD_SIZE" in os.environ:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment()
+    if env.world_size > 1:
+        # keep every GPU visible: the device is cuda:LOCAL_RANK
+        env.export(set_cuda_visible_devices=False)
+
+
 def init_distributed(device_type: str) -> DistEnv:
-    """Join the process group when launched with WORLD_SIZE > 1 (``env://``)."""
+    """Join the process group when launched with WORLD_SIZE > 1 (``env://``): torchrun,
+    or a submitit job with ``tasks_per_node > 1``."""
+    export_submitit_env()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistEnv()

@@ -70,3 +70,20 @@ def test_two_ranks_match_one_process_with_double_batch(tiny_cfg, tiny_overrides,
         torch.testing.assert_close(
             ddp["opt_ae"]["state"][i]["exp_avg_sq"], state["exp_avg_sq"], rtol=1e-3, atol=1e-12
         )
+
+
+@pytest.mark.slow
+def test_submitit_tasks_run_ddp(tiny_overrides, tmp_path):
+    """hydra/launcher=local with 2 tasks per node: one DDP job of 2 ranks (gloo)."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", "hydra/launcher=local",
+         "hydra.launcher.tasks_per_node=2", "hydra.launcher.gpus_per_node=0",
+         *tiny_overrides, *COMMON, f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (job,) = [p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]
+    assert read_checkpoint(job / "checkpoints" / "last.pt")["step"] == 3
+    assert "world 2" in (job / "train.log").read_text()  # submitit's env became DDP's
