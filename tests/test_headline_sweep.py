@@ -1,0 +1,52 @@
+"""The design card's headline: `python train.py -m 'quantizer=glob(*)' codebook.size=512,1024`
+(tiny model, CPU): 10 jobs, 10 results, 10 wandb runs in one group, one report."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dcvq.config import CONF_DIR
+from dcvq.logger.wandb_offline import find_runs, read_run
+
+TABLE2 = {"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"}
+
+
+@pytest.mark.slow
+def test_headline_sweep_with_wandb_and_report(tiny_overrides, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
+    overrides = [o for o in tiny_overrides
+                 if not o.startswith(("codebook.size", "quantizer."))]
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", "quantizer=glob(*)",
+         "codebook.size=512,1024", *overrides, "trainer.max_steps=1", "eval.max_images=4",
+         "logger=wandb", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert len(jobs) == 10
+    results = [json.loads((j / "eval.json").read_text()) for j in jobs]
+    assert all(r["n_images"] == 4 for r in results)
+
+    runs = [read_run(p) for p in find_runs(sweep)]
+    assert len(runs) == 10 and len({r.run_id for r in runs}) == 10
+    assert {r.group for r in runs} == {str(sweep)}
+    assert {r.job_type for r in runs} == TABLE2
+    assert {r.name for r in runs} == {f"{q}-n{n}-samples" for q in TABLE2 for n in (512, 1024)}
+    for run in runs:
+        steps = [row for row in run.history if "val/psnr" in row]
+        assert steps and steps[-1]["_step"] == 1
+        assert any(k.startswith("usage/") for row in run.history for k in row)
+
+    report = subprocess.run([sys.executable, "-m", "dcvq.report", str(sweep)],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (sweep / "report.md").read_text()
+    for row in ("VQ-GAN", "T-128", "S-128", "T-192", "S-64", "T-64", "S-192"):
+        assert row in text
+    assert len((sweep / "report.csv").read_text().strip().splitlines()) == 11
