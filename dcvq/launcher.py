@@ -1,0 +1,71 @@
+"""Checks of a sweep's launcher settings (``hydra/launcher=slurm_a100|slurm_local|local``)
+before submission: a mistake costs a message, not a queue wait and a failed job array."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from dcvq.config.validate import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+KEY = "hydra.launcher"
+
+
+def launcher_errors(params: Any, slurm: bool) -> list[str]:
+    """Problems of submitit launcher parameters (``hydra.launcher.*``)."""
+    errors = []
+    for name in ("nodes", "tasks_per_node", "timeout_min"):
+        value = params.get(name)
+        if value is not None and value < 1:
+            errors.append(f"{KEY}.{name}={value} must be >= 1")
+    gpus, tasks = params.get("gpus_per_node") or 0, params.get("tasks_per_node") or 1
+    if gpus < 0:
+        errors.append(f"{KEY}.gpus_per_node={gpus} must be >= 0")
+    if gpus > 0 and tasks not in (1, gpus):
+        errors.append(
+            f"{KEY}.tasks_per_node={tasks} with {KEY}.gpus_per_node={gpus}: DDP runs one "
+            f"process per GPU; set tasks_per_node={gpus} (or 1 for a single-GPU job)"
+        )
+    if not slurm and (params.get("nodes") or 1) != 1:
+        errors.append(f"{KEY}.nodes={params['nodes']}: the local launcher has one machine")
+    if slurm:
+        if (params.get("max_num_timeout") or 0) < 1:
+            errors.append(
+                f"{KEY}.max_num_timeout={params.get('max_num_timeout')}: a timed-out job "
+                "would not be requeued; use >= 1"
+            )
+        if (params.get("signal_delay_s") or 0) < 30:
+            errors.append(
+                f"{KEY}.signal_delay_s={params.get('signal_delay_s')}: leave at least 30 s "
+                "between the signal and the kill for the checkpoint"
+            )
+    return errors
+
+
+class LauncherCheck(Callback):
+    """Hydra callback (``hydra.callbacks.check_launcher`` in conf/train.yaml).
+
+    Runs in the submitting process before the launcher submits anything. Hydra turns a
+    callback's exceptions into warnings, so this one logs the problems and exits.
+    (Each job's config is composed by Hydra's sweeper before launching, so unknown keys
+    and wrong types in swept values fail before submission too.)
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        target = str(launcher.get("_target_", ""))
+        errors: list[str] = []
+        if target.endswith(("SlurmLauncher", "LocalLauncher")):
+            errors += launcher_errors(launcher, slurm=target.endswith("SlurmLauncher"))
+        try:
+            validate(config)  # what every job shares, checked once here
+        except ConfigError as e:
+            errors.append(str(e))
+        if errors:
+            log.error("sweep not submitted:\n  - %s", "\n  - ".join(errors))
+            raise SystemExit(1)
