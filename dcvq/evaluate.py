@@ -39,27 +39,52 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     model.to(device).eval()
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-        collate_fn=collate, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
     )
     e = cfg.eval
     results = evaluate(
-        model, loader, device=device, protocol=e.protocol, fid=e.fid,
-        fid_weights=e.fid_weights, lpips=e.lpips, lpips_weights=e.lpips_weights,
-        max_images=e.max_images, progress=cfg.progress, split=cfg.dataset.split,
+        model,
+        loader,
+        device=device,
+        protocol=e.protocol,
+        fid=e.fid,
+        fid_weights=e.fid_weights,
+        lpips=e.lpips,
+        lpips_weights=e.lpips_weights,
+        max_images=e.max_images,
+        progress=cfg.progress,
+        split=cfg.dataset.split,
         reconstructions_dir=run_dir / "reconstructions" if e.save_reconstructions else None,
     )
-    results |= {"checkpoint": str(cfg.checkpoint), "step": int(state["step"]),
-                "dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}
+    results |= {
+        "checkpoint": str(cfg.checkpoint),
+        "step": int(state["step"]),
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+    }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
     batch = next(iter(loader)).images[: cfg.grid_images].to(device)
     with torch.no_grad():
         recon = model(batch)[0].clamp(-1, 1)
-    save_image(torch.cat([batch, recon]).float().add(1).div(2), run_dir / "grid.png",
-               nrow=len(batch), padding=2)
-    log.info("%s: PSNR %.2f, FID %s, %d images -> %s", cfg.dataset.split, results["psnr"],
-             results["fid"], results["n_images"], run_dir / "eval.json")
+    save_image(
+        torch.cat([batch, recon]).float().add(1).div(2),
+        run_dir / "grid.png",
+        nrow=len(batch),
+        padding=2,
+    )
+    log.info(
+        "%s: PSNR %.2f, FID %s, %d images -> %s",
+        cfg.dataset.split,
+        results["psnr"],
+        results["fid"],
+        results["n_images"],
+        run_dir / "eval.json",
+    )
     return results
 
 

@@ -219,12 +219,20 @@ def evaluate(
 ) -> dict[str, Any]:
     """One evaluation: :class:`Evaluator` ``(...)(model, loader, ...)``."""
     evaluator = Evaluator(
-        device=device, protocol=protocol, fid=fid, fid_weights=fid_weights, lpips=lpips,
+        device=device,
+        protocol=protocol,
+        fid=fid,
+        fid_weights=fid_weights,
+        lpips=lpips,
         lpips_weights=lpips_weights,
     )
     return evaluator(
-        model, loader, max_images=max_images, reconstructions_dir=reconstructions_dir,
-        progress=progress, split=split,
+        model,
+        loader,
+        max_images=max_images,
+        reconstructions_dir=reconstructions_dir,
+        progress=progress,
+        split=split,
     )
 
 

@@ -48,7 +48,6 @@ def lpips_weights(empty_torch_home, standin_vgg16_file) -> Path:
     return dst
 
 
-
 # A training run that takes seconds on a CPU: f4 model at 32x32, a one-layer codebook
 # transformer, 32 codes per codebook, discriminator from step 2.
 TINY = [

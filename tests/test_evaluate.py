@@ -19,9 +19,17 @@ def trained(tiny_cfg, tmp_path):
 
 
 def test_offline_numbers_equal_training_numbers(trained, tmp_path):
-    cfg = compose([f"checkpoint={trained / 'checkpoints/last.pt'}", "dataset.resolution=32",
-                   "eval.fid=false", "eval.lpips=false", "num_workers=0", "progress=false"],
-                  config_name="evaluate")
+    cfg = compose(
+        [
+            f"checkpoint={trained / 'checkpoints/last.pt'}",
+            "dataset.resolution=32",
+            "eval.fid=false",
+            "eval.lpips=false",
+            "num_workers=0",
+            "progress=false",
+        ],
+        config_name="evaluate",
+    )
     results = evaluate_checkpoint(cfg, tmp_path / "eval")
     during_training = json.loads((trained / "eval.json").read_text())
     for key in ("psnr", "l1", "l2", "ssim", "n_images"):
@@ -34,10 +42,21 @@ def test_offline_numbers_equal_training_numbers(trained, tmp_path):
 def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips_weights):
     out = tmp_path / "eval"
     proc = subprocess.run(
-        [sys.executable, "-m", "dcvq.evaluate", f"checkpoint={trained / 'checkpoints/last.pt'}",
-         "dataset.resolution=32", "eval.protocol=vqct", "eval.max_images=12",
-         "eval.save_reconstructions=true", "num_workers=0", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dcvq.evaluate",
+            f"checkpoint={trained / 'checkpoints/last.pt'}",
+            "dataset.resolution=32",
+            "eval.protocol=vqct",
+            "eval.max_images=12",
+            "eval.save_reconstructions=true",
+            "num_workers=0",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "eval.json").read_text())
@@ -52,10 +71,19 @@ def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips
 
 def test_cli_missing_weights_fail_with_instructions(trained, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "dcvq.evaluate", f"checkpoint={trained / 'checkpoints/last.pt'}",
-         "dataset.resolution=32", "eval.lpips=false", "num_workers=0",
-         f"hydra.run.dir={tmp_path / 'e'}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dcvq.evaluate",
+            f"checkpoint={trained / 'checkpoints/last.pt'}",
+            "dataset.resolution=32",
+            "eval.lpips=false",
+            "num_workers=0",
+            f"hydra.run.dir={tmp_path / 'e'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "make weights" in proc.stderr and "eval.fid_weights" in proc.stderr

@@ -18,14 +18,26 @@ def test_headline_sweep_with_wandb_and_report(tiny_overrides, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
-    overrides = [o for o in tiny_overrides
-                 if not o.startswith(("codebook.size", "quantizer."))]
+    overrides = [o for o in tiny_overrides if not o.startswith(("codebook.size", "quantizer."))]
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", "quantizer=glob(*)",
-         "codebook.size=512,1024", *overrides, "trainer.max_steps=1", "eval.max_images=4",
-         "logger=wandb", f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(CONF_DIR.parent / "train.py"),
+            "-m",
+            "quantizer=glob(*)",
+            "codebook.size=512,1024",
+            *overrides,
+            "trainer.max_steps=1",
+            "eval.max_images=4",
+            "logger=wandb",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
@@ -43,8 +55,12 @@ def test_headline_sweep_with_wandb_and_report(tiny_overrides, tmp_path, monkeypa
         assert steps and steps[-1]["_step"] == 1
         assert any(k.startswith("usage/") for row in run.history for k in row)
 
-    report = subprocess.run([sys.executable, "-m", "dcvq.report", str(sweep)],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "dcvq.report", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     text = (sweep / "report.md").read_text()
     for row in ("VQ-GAN", "T-128", "S-128", "T-192", "S-64", "T-64", "S-192"):

@@ -9,8 +9,14 @@ import pytest
 from dcvq.config import CONF_DIR
 from dcvq.launcher import launcher_errors
 
-GOOD = {"nodes": 1, "gpus_per_node": 8, "tasks_per_node": 8, "timeout_min": 60,
-        "max_num_timeout": 5, "signal_delay_s": 120}
+GOOD = {
+    "nodes": 1,
+    "gpus_per_node": 8,
+    "tasks_per_node": 8,
+    "timeout_min": 60,
+    "max_num_timeout": 5,
+    "signal_delay_s": 120,
+}
 
 
 @pytest.mark.parametrize(
@@ -39,10 +45,19 @@ def test_bad_settings_fail_before_submission(tmp_path):
     (fake / "sbatch").write_text(f"#!/bin/sh\ntouch {tmp_path}/sbatch_was_called\nexit 1\n")
     (fake / "sbatch").chmod(0o755)
     proc = subprocess.run(
-        [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", "hydra/launcher=slurm_a100",
-         "hydra.launcher.tasks_per_node=3", "quantizer=glob(*)",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            str(CONF_DIR.parent / "train.py"),
+            "-m",
+            "hydra/launcher=slurm_a100",
+            "hydra.launcher.tasks_per_node=3",
+            "quantizer=glob(*)",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env=os.environ | {"PATH": f"{fake}:{os.environ['PATH']}"},
     )
     assert proc.returncode == 1

@@ -231,7 +231,8 @@ def register() -> None:
     # ${dcvq.first:a,b,...}: the first value that is set, e.g. the baseline's name, else
     # the quantizer option's (run names and wandb job types)
     OmegaConf.register_new_resolver(
-        "dcvq.first", lambda *xs: next((x for x in xs if x not in (None, "None")), None),
+        "dcvq.first",
+        lambda *xs: next((x for x in xs if x not in (None, "None")), None),
         replace=True,
     )
     cs = ConfigStore.instance()

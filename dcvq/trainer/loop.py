@@ -68,9 +68,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.logger = logger or RunLogger()
-        device_type = "cuda" if "cuda" in self.t.device or (
-            self.t.device == "auto" and torch.cuda.is_available()
-        ) else "cpu"
+        device_type = (
+            "cuda"
+            if "cuda" in self.t.device or (self.t.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
         self.dist: DistEnv = init_distributed(device_type)
         self.device = resolve_device(self.t.device, self.dist)
         self.dtype = amp_dtype(self.t.precision, self.device)
@@ -89,10 +91,18 @@ class Trainer:
         )
         e = cfg.eval
         # Metric networks load now: a missing weights file fails before the first step.
-        self.evaluator = Evaluator(
-            device=self.device, protocol=e.protocol, fid=e.fid, fid_weights=e.fid_weights,
-            lpips=e.lpips, lpips_weights=e.lpips_weights,
-        ) if self.dist.is_main else None
+        self.evaluator = (
+            Evaluator(
+                device=self.device,
+                protocol=e.protocol,
+                fid=e.fid,
+                fid_weights=e.fid_weights,
+                lpips=e.lpips,
+                lpips_weights=e.lpips_weights,
+            )
+            if self.dist.is_main
+            else None
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.ddp_model = self.model
@@ -101,8 +111,13 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
             # The discriminator keeps per-rank BatchNorm statistics (as taming under DDP);
             # its gradients are averaged by hand in train_step.
-        log.info("lr %.3g, device %s, amp %s, world %d", lr, self.device, self.dtype,
-                 self.dist.world_size)
+        log.info(
+            "lr %.3g, device %s, amp %s, world %d",
+            lr,
+            self.device,
+            self.dtype,
+            self.dist.world_size,
+        )
 
     # ---- state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -142,20 +157,34 @@ class Trainer:
         train_ds = build_dataset(cfg, cfg.dataset.train_split, training=True)
         val_ds = build_dataset(cfg, cfg.dataset.split, training=False)
         sampler = StepSampler(
-            len(train_ds), t.batch_size, cfg.seed, start_step=self.step * t.accumulate,
-            rank=self.dist.rank, world_size=self.dist.world_size,
+            len(train_ds),
+            t.batch_size,
+            cfg.seed,
+            start_step=self.step * t.accumulate,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         pin = self.device.type == "cuda"
         # Explicit generators: creating a loader iterator must not draw from the global
         # RNG, or resuming would shift the dropout masks.
         train = DataLoader(
-            train_ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-            collate_fn=collate, pin_memory=pin, persistent_workers=t.num_workers > 0,
+            train_ds,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=t.num_workers,
+            collate_fn=collate,
+            pin_memory=pin,
+            persistent_workers=t.num_workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
         val = DataLoader(
-            val_ds, batch_size=t.eval_batch_size, shuffle=False, num_workers=t.num_workers,
-            collate_fn=collate, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+            val_ds,
+            batch_size=t.eval_batch_size,
+            shuffle=False,
+            num_workers=t.num_workers,
+            collate_fn=collate,
+            pin_memory=pin,
+            generator=torch.Generator().manual_seed(0),
         )
         return train, val
 
@@ -229,10 +258,16 @@ class Trainer:
     def evaluate(self, val: DataLoader, final: bool) -> dict[str, Any]:
         e = self.cfg.eval
         recon_dir = self.run_dir / "reconstructions" if e.save_reconstructions and final else None
-        max_images = e.max_images if final or e.max_images_during_training is None else (
-            e.max_images_during_training)
+        max_images = (
+            e.max_images
+            if final or e.max_images_during_training is None
+            else (e.max_images_during_training)
+        )
         return self.evaluator(
-            self.model, val, max_images=max_images, reconstructions_dir=recon_dir,
+            self.model,
+            val,
+            max_images=max_images,
+            reconstructions_dir=recon_dir,
             split=self.cfg.dataset.split,
         )
 
@@ -292,8 +327,11 @@ class Trainer:
         train, val = self.loaders()
         grid_batch = next(iter(val)).images[: self.t.grid_images]
         bar = tqdm(
-            total=self.t.max_steps, initial=self.step, disable=not (
-                self.t.progress and self.dist.is_main), dynamic_ncols=True, desc="train",
+            total=self.t.max_steps,
+            initial=self.step,
+            disable=not (self.t.progress and self.dist.is_main),
+            dynamic_ncols=True,
+            desc="train",
         )
         batches = iter(train)
         try:
@@ -338,8 +376,11 @@ class Trainer:
 
     def record_train(self, logs: dict[str, float], bar: tqdm) -> None:
         usage = [v for k, v in logs.items() if k.startswith("batch_usage_")]
-        bar.set_postfix(loss=f"{logs['total']:.3f}", psnr=f"{logs['psnr']:.2f}",
-                        usage=f"{sum(usage) / max(len(usage), 1):.0%}")
+        bar.set_postfix(
+            loss=f"{logs['total']:.3f}",
+            psnr=f"{logs['psnr']:.2f}",
+            usage=f"{sum(usage) / max(len(usage), 1):.0%}",
+        )
         if self.dist.is_main:
             self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()}, self.step)
             with open(self.run_dir / "train.jsonl", "a") as f:

@@ -46,8 +46,9 @@ class PreemptionGuard:
         self._previous.clear()
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("received %s: checkpointing at the end of this step",
-                    signal.Signals(signum).name)
+        log.warning(
+            "received %s: checkpointing at the end of this step", signal.Signals(signum).name
+        )
         self.signum, self.frame = signum, frame
 
     @property

@@ -41,8 +41,11 @@ def test_glob_sweep_expands_to_table2_times_sizes(hydra_sweep_runner):
         jobs.append((cfg.quantizer.get("global_dim"), cfg.codebook.size))
 
     sweep = hydra_sweep_runner(
-        calling_file=str(REPO / "train.py"), calling_module=None, config_path="conf",
-        config_name="train", task_function=task,
+        calling_file=str(REPO / "train.py"),
+        calling_module=None,
+        config_path="conf",
+        config_name="train",
+        task_function=task,
         overrides=["quantizer=glob(*)", "codebook.size=512,1024", "hydra/launcher=basic"],
     )
     with sweep:
@@ -54,8 +57,14 @@ def test_glob_sweep_expands_to_table2_times_sizes(hydra_sweep_runner):
 
 @pytest.mark.parametrize("name", sorted(TABLE2))
 def test_every_option_builds(name):
-    cfg = compose([f"quantizer={name}", "model=tiny", "codebook.size=8",
-                   *(["quantizer.transformer_layers=1"] if name.startswith("t") else [])])
+    cfg = compose(
+        [
+            f"quantizer={name}",
+            "model=tiny",
+            "codebook.size=8",
+            *(["quantizer.transformer_layers=1"] if name.startswith("t") else []),
+        ]
+    )
     validate(cfg)
     model = build_model(cfg)
     assert model.quantizer.dim == 256
@@ -83,8 +92,10 @@ def test_bad_overrides_fail_to_compose(override, error, message):
     ("overrides", "message"),
     [
         (["quantizer.global_dim=100"], "global_dim + quantizer.local_dim = 100 + 128"),
-        (["quantizer.global_dim=124", "quantizer.local_dim=132"],
-         "quantizer.transformer_heads=8 must divide quantizer.global_dim=124"),
+        (
+            ["quantizer.global_dim=124", "quantizer.local_dim=132"],
+            "quantizer.transformer_heads=8 must divide quantizer.global_dim=124",
+        ),
         (["codebook.size=1"], "codebook.size=1"),
         (["trainer.precision=fp8"], "trainer.precision"),
         (["eval.protocol=fancy"], "eval.protocol"),
@@ -97,9 +108,16 @@ def test_inconsistent_values_name_the_keys(overrides, message):
 
 def test_cli_rejects_bad_config_before_training(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "quantizer.global_dim=100",
-         f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "quantizer.global_dim=100",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 1
     assert "quantizer.global_dim + quantizer.local_dim" in proc.stderr
@@ -109,7 +127,10 @@ def test_cli_rejects_bad_config_before_training(tmp_path):
 def test_cli_rejects_unknown_option(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "quantizer=t128_s129"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 1
     assert "Could not find 'quantizer/t128_s129'" in proc.stderr

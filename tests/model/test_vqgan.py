@@ -4,14 +4,16 @@ import torch
 from dcvq.model import VQModel
 from dcvq.quantizers import DualCodebookQuantizer, VectorQuantizer
 
-ARCH = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=32,
-            z_channels=32)
+ARCH = dict(
+    ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=32, z_channels=32
+)
 
 
 def dual_model() -> VQModel:
     torch.manual_seed(0)
-    q = DualCodebookQuantizer(16, global_dim=128, local_dim=128, transformer_layers=1,
-                              transformer_ff=32)
+    q = DualCodebookQuantizer(
+        16, global_dim=128, local_dim=128, transformer_layers=1, transformer_ff=32
+    )
     return VQModel(q, **ARCH)
 
 

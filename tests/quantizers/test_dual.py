@@ -9,8 +9,14 @@ from dcvq.quantizers.codebooks import TransformerCodebook
 
 def small(transformer: bool = True, **kw) -> DualCodebookQuantizer:
     torch.manual_seed(0)
-    args = dict(global_dim=16, local_dim=8, transformer_layers=2, transformer_heads=4,
-                transformer_ff=32, global_transformer=transformer)
+    args = dict(
+        global_dim=16,
+        local_dim=8,
+        transformer_layers=2,
+        transformer_heads=4,
+        transformer_ff=32,
+        global_transformer=transformer,
+    )
     return DualCodebookQuantizer(codebook_size=12, **(args | kw))
 
 
@@ -37,11 +43,15 @@ def test_split_global_first_and_shapes():
         table = q.global_codebook()
     flat = z[:, :16].permute(0, 2, 3, 1).reshape(-1, 16)
     assert torch.equal(out.indices[:, 0].flatten(), torch.cdist(flat, table).argmin(1))
-    assert torch.allclose(out.z_q[:, :16].permute(0, 2, 3, 1).reshape(-1, 16),
-                          table[out.indices[:, 0].flatten()], atol=1e-6)
+    assert torch.allclose(
+        out.z_q[:, :16].permute(0, 2, 3, 1).reshape(-1, 16),
+        table[out.indices[:, 0].flatten()],
+        atol=1e-6,
+    )
     for k, name in enumerate(("global", "local")):
-        assert torch.equal(out.counts[name],
-                           torch.bincount(out.indices[:, k].flatten(), minlength=12))
+        assert torch.equal(
+            out.counts[name], torch.bincount(out.indices[:, k].flatten(), minlength=12)
+        )
 
 
 def test_gradients_reach_transformer_base_local_and_input():

@@ -35,8 +35,7 @@ def test_baseline_trains_and_round_trips(tiny_cfg, tmp_path, baseline, target):
         assert indices.shape == (3, 1, 8, 8)
         assert torch.allclose(model.decode_indices(indices), model.decode(z_q), atol=1e-5)
         _, _, info = model(x)
-    assert torch.equal(info["counts"]["codebook"],
-                       torch.bincount(indices.flatten(), minlength=32))
+    assert torch.equal(info["counts"]["codebook"], torch.bincount(indices.flatten(), minlength=32))
 
 
 def test_baseline_codebook_size_defaults_to_1024_and_is_overridable():

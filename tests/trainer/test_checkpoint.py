@@ -7,8 +7,12 @@ from dcvq.trainer.checkpoint import read_checkpoint, save_checkpoint
 
 def test_round_trip_with_weights_only(tmp_path):
     path = tmp_path / "c" / "last.pt"
-    state = {"step": 3, "model": {"w": torch.ones(2)}, "config": "a: 1\n",
-             "rng": checkpoint.rng_state()}
+    state = {
+        "step": 3,
+        "model": {"w": torch.ones(2)},
+        "config": "a: 1\n",
+        "rng": checkpoint.rng_state(),
+    }
     save_checkpoint(state, path)
     back = read_checkpoint(path)
     assert back["step"] == 3 and torch.equal(back["model"]["w"], torch.ones(2))

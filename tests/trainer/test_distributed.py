@@ -77,10 +77,21 @@ def test_submitit_tasks_run_ddp(tiny_overrides, tmp_path):
     """hydra/launcher=local with 2 tasks per node: one DDP job of 2 ranks (gloo)."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", "hydra/launcher=local",
-         "hydra.launcher.tasks_per_node=2", "hydra.launcher.gpus_per_node=0",
-         *tiny_overrides, *COMMON, f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            str(CONF_DIR.parent / "train.py"),
+            "-m",
+            "hydra/launcher=local",
+            "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.gpus_per_node=0",
+            *tiny_overrides,
+            *COMMON,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

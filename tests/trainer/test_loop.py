@@ -26,7 +26,9 @@ def test_every_quantizer_trains_end_to_end(tiny_cfg, tmp_path, quantizer):
         for cb in line["codebooks"].values():
             assert {"usage", "perplexity"} <= set(cb)
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == [
-        "step_0000002.png", "step_0000004.png"]
+        "step_0000002.png",
+        "step_0000004.png",
+    ]
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["step"] == 4 and saved["n_images"] == results["n_images"] == 8
     model = load_model(tmp_path / "checkpoints" / "last.pt")
@@ -44,12 +46,18 @@ def params(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def test_resume_is_bit_identical(tiny_cfg, tmp_path):
     """N steps straight == N/2 steps, a new process-like Trainer resuming, N/2 more."""
-    overrides = ["trainer.max_steps=6", "trainer.eval_every=100", "trainer.ckpt_every=100",
-                 "quantizer.transformer_dropout=0.5"]  # dropout draws from the global RNG
+    overrides = [
+        "trainer.max_steps=6",
+        "trainer.eval_every=100",
+        "trainer.ckpt_every=100",
+        "quantizer.transformer_dropout=0.5",
+    ]  # dropout draws from the global RNG
     straight = Trainer(tiny_cfg(*overrides), tmp_path / "a")
     straight.fit()
-    first = Trainer(tiny_cfg(*overrides[:-1], "trainer.max_steps=3",
-                             "quantizer.transformer_dropout=0.5"), tmp_path / "b")
+    first = Trainer(
+        tiny_cfg(*overrides[:-1], "trainer.max_steps=3", "quantizer.transformer_dropout=0.5"),
+        tmp_path / "b",
+    )
     first.fit()
     assert read_checkpoint(tmp_path / "b/checkpoints/last.pt")["step"] == 3
     torch.manual_seed(999)  # whatever the global RNG holds, the checkpoint restores it

@@ -18,9 +18,14 @@ def test_imagefolder_training_skips_and_reports_bad_files(tiny_cfg, tmp_path):
             Image.fromarray(arr).save(root / split / f"img{i}.png")
     (root / "val" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(root / "val" / "gray.png")
-    cfg = tiny_cfg("dataset=imagefolder", f"dataset.root={root}", "dataset.resolution=32",
-                   f"dataset.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=2",
-                   "eval.max_images=null")
+    cfg = tiny_cfg(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.resolution=32",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=2",
+        "eval.max_images=null",
+    )
     results = train(cfg, tmp_path / "run")
     assert results["n_images"] == 5  # 4 photos + the grayscale one, converted
     assert results["skipped"] == ["val/broken.jpg"]

@@ -38,8 +38,9 @@ def test_usr2_checkpoints_and_exits_then_resume_is_exact(tiny_cfg, tmp_path, mon
 
     resumed = Trainer(tiny_cfg(*OVERRIDES), tmp_path / "b")  # what the requeued job runs
     resumed.fit()
-    for (k, a), b in zip(straight.model.state_dict().items(),
-                         resumed.model.state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
 
 
