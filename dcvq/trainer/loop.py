@@ -68,12 +68,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.logger = logger or RunLogger()
-        device_type = (
-            "cuda"
-            if "cuda" in self.t.device or (self.t.device == "auto" and torch.cuda.is_available())
-            else "cpu"
-        )
-        self.dist: DistEnv = init_distributed(device_type)
+        # the backend (nccl/gloo) depends on the device type, the device on the local rank
+        self.dist: DistEnv = init_distributed(resolve_device(self.t.device, DistEnv()).type)
         self.device = resolve_device(self.t.device, self.dist)
         self.dtype = amp_dtype(self.t.precision, self.device)
 
