@@ -1,6 +1,7 @@
 """End-to-end training on CPU with tiny configs."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -121,3 +122,13 @@ def test_gradient_accumulation_runs(tiny_cfg, tmp_path):
     trainer = Trainer(tiny_cfg("trainer.accumulate=2", "trainer.max_steps=2"), tmp_path)
     trainer.fit()
     assert trainer.step == 2
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_paths_run_on_cpu(tiny_cfg, tmp_path, precision):
+    """The AMP code path (autocast, GradScaler for fp16) is the one CUDA runs."""
+    trainer = Trainer(tiny_cfg(f"trainer.precision={precision}", "trainer.max_steps=3"), tmp_path)
+    assert trainer.scaler.is_enabled() == (precision == "fp16")
+    results = trainer.fit()
+    assert trainer.step == 3 and math.isfinite(results["psnr"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # fp32 master
