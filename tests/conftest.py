@@ -53,7 +53,6 @@ def lpips_weights(empty_torch_home, standin_vgg16_file) -> Path:
 TINY = [
     "model=tiny",
     "dataset.resolution=32",
-    "dataset.samples_per_epoch=16",
     "codebook.size=32",
     "loss.perceptual_weight=0",
     "loss.disc_start=2",

@@ -267,6 +267,15 @@ class Trainer:
             split=self.cfg.dataset.split,
         )
 
+    def grid_images(self, dataset) -> torch.Tensor:
+        """Images spread evenly over the evaluation split (not just its first files)."""
+        n = min(self.t.grid_images, len(dataset))
+        picks = torch.linspace(0, len(dataset) - 1, n).round().long().unique().tolist()
+        images = [x for x, _ in (dataset[i] for i in picks) if x is not None]
+        if not images:
+            raise RuntimeError(f"no readable image in the evaluation split ({len(dataset)})")
+        return torch.stack(images)
+
     @torch.no_grad()
     def save_grid(self, x: torch.Tensor) -> Path:
         was_training = self.model.training
@@ -321,7 +330,7 @@ class Trainer:
                 OmegaConf.to_container(self.cfg, resolve=True), self.run_dir, self.step
             )
         train, val = self.loaders()
-        grid_batch = next(iter(val)).images[: self.t.grid_images]
+        grid_batch = self.grid_images(val.dataset)
         bar = tqdm(
             total=self.t.max_steps,
             initial=self.step,
