@@ -17,10 +17,11 @@ from torch import Tensor, nn
 # Distances are computed in chunks of codes so that a 16k-code codebook never
 # materialises a full (B*h*w) x N matrix when the batch is large.
 DISTANCE_CHUNK_ELEMENTS = 2**24
-# CPU only (benchmarks/quantizer.py measures both): rows per tile, so that a tile of
-# distances stays in cache between the matrix multiply that writes it and the argmin that
-# reads it; and the block width of the two-level argmin (see ``_argmin_rows``).
-CPU_ROW_TILE = 512
+# CPU only (benchmarks/quantizer.py measures both): rows are tiled so that a tile of
+# distances (about CPU_TILE_ELEMENTS, at least 256 rows) stays in cache between the matrix
+# multiply that writes it and the argmin that reads it; and the block width of the
+# two-level argmin (see ``_argmin_rows``).
+CPU_TILE_ELEMENTS = 2**20
 CPU_ARGMIN_BLOCK = 64
 
 
@@ -66,7 +67,7 @@ def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     whatever the codebook size. Each chunk is one ``addmm``: the ``-2`` scale and the
     ``|e|^2`` bias are applied by the matrix multiply itself, so the distance matrix is
     written once and read once (by the argmin). On CPU the rows are also tiled
-    (``CPU_ROW_TILE``) and the argmin is two-level (``_argmin_rows``).
+    (``CPU_TILE_ELEMENTS``) and the argmin is two-level (``_argmin_rows``).
     """
     # Indices carry no gradient: no autograd graph. fp32 always: bf16 distances pick
     # wrong codes.
@@ -75,10 +76,10 @@ def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
 
 
 def _nearest_code_fp32(z: Tensor, codebook: Tensor) -> Tensor:
-    m = z.shape[0]
+    m, n = z.shape[0], codebook.shape[0]
     e_sq = codebook.pow(2).sum(1)
     cpu = z.device.type == "cpu"
-    rows = min(m, CPU_ROW_TILE) if cpu else m
+    rows = max(256, CPU_TILE_ELEMENTS // max(n, 1)) if cpu else m
     if rows >= m:
         return _nearest_in_tile(z, codebook, e_sq, cpu)
     out = torch.empty(m, dtype=torch.long, device=z.device)

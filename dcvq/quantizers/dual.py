@@ -11,15 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dcvq.quantizers.base import (
-    Quantizer,
-    QuantizerOutput,
-    code_counts,
-    commitment_loss,
-    straight_through,
-)
+from dcvq.quantizers.base import Quantizer, QuantizerOutput, code_counts
 from dcvq.quantizers.codebooks import Codebook, TransformerCodebook
-from dcvq.quantizers.vq import quantize_channels_last
+from dcvq.quantizers.vq import from_rows, quantize_rows, to_rows
 
 
 class DualCodebookQuantizer(Quantizer):
@@ -60,14 +54,18 @@ class DualCodebookQuantizer(Quantizer):
         # Lookup and losses in fp32: bf16 distances pick wrong codes.
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
-            z_g, z_l = z.split([self.global_dim, self.local_dim], dim=1)
-            q_g, idx_g = quantize_channels_last(z_g, self.global_codebook())
-            q_l, idx_l = quantize_channels_last(z_l, self.local_codebook())
-            loss_g = commitment_loss(z_g, q_g, self.beta, self.legacy_beta)
-            loss_l = commitment_loss(z_l, q_l, self.beta, self.legacy_beta)
+            b, _, h, w = z.shape
+            r_g, r_l = to_rows(z).split([self.global_dim, self.local_dim], dim=1)
+            q_g, idx_g, loss_g = quantize_rows(
+                r_g, self.global_codebook(), self.beta, self.legacy_beta
+            )
+            q_l, idx_l, loss_l = quantize_rows(
+                r_l, self.local_codebook(), self.beta, self.legacy_beta
+            )
+            idx_g, idx_l = idx_g.view(b, h, w), idx_l.view(b, h, w)
             n = self.codebook_sizes[0]
             return QuantizerOutput(
-                z_q=torch.cat([straight_through(z_g, q_g), straight_through(z_l, q_l)], 1),
+                z_q=from_rows(torch.cat([q_g, q_l], 1), b, h, w),
                 loss=loss_g + loss_l,
                 indices=torch.stack([idx_g, idx_l], 1),
                 losses={"global": loss_g.detach(), "local": loss_l.detach()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dcvq.quantizers.base import (
@@ -16,14 +17,29 @@ from dcvq.quantizers.base import (
 from dcvq.quantizers.codebooks import Codebook
 
 
-def quantize_channels_last(z: Tensor, codebook: Tensor) -> tuple[Tensor, Tensor]:
-    """Quantize ``B x d x h x w`` against ``N x d``: returns (codes ``B x d x h x w``,
-    indices ``B x h x w``)."""
-    b, d, h, w = z.shape
-    flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-    idx = nearest_code(flat, codebook)
-    q = codebook[idx].float().view(b, h, w, d).permute(0, 3, 1, 2)
-    return q, idx.view(b, h, w)
+def to_rows(z: Tensor) -> Tensor:
+    """``B x C x h x w`` -> ``(B*h*w) x C`` (one copy, channels last)."""
+    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
+def from_rows(rows: Tensor, b: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`to_rows`, contiguous ``B x C x h x w``."""
+    return rows.view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def quantize_rows(
+    rows: Tensor, codebook: Tensor, beta: float, legacy: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Quantize latent vectors ``M x d`` (rows may be a column slice of a wider matrix)
+    against ``N x d``: (straight-through codes ``M x d``, indices ``M``, VQ loss).
+
+    All element-wise work (loss, straight-through) happens on the rows, where the codes
+    and the latent share one layout, and the lookup is ``F.embedding``, whose backward is
+    a dense index-add rather than ``index_put``'s accumulate."""
+    idx = nearest_code(rows, codebook)
+    q = F.embedding(idx, codebook).float()
+    loss = commitment_loss(rows, q, beta, legacy)
+    return straight_through(rows, q), idx, loss
 
 
 class VectorQuantizer(Quantizer):
@@ -42,10 +58,11 @@ class VectorQuantizer(Quantizer):
     def forward(self, z: Tensor) -> QuantizerOutput:
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
-            q, idx = quantize_channels_last(z, self.codebook())
-            loss = commitment_loss(z, q, self.beta, self.legacy_beta)
+            b, _, h, w = z.shape
+            q, idx, loss = quantize_rows(to_rows(z), self.codebook(), self.beta, self.legacy_beta)
+            idx = idx.view(b, h, w)
             return QuantizerOutput(
-                z_q=straight_through(z, q),
+                z_q=from_rows(q, b, h, w),
                 loss=loss,
                 indices=idx.unsqueeze(1),
                 losses={"codebook": loss.detach()},
