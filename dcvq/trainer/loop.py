@@ -56,9 +56,10 @@ def average_gradients(module: torch.nn.Module, world_size: int) -> None:
             p.grad /= world_size
 
 
-def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """PSNR of the batch as a whole (progress bar); the evaluation's is per image."""
     mse = ((x.float() - x_hat.float().clamp(-1, 1)) / 2).pow(2).mean()
-    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
 class Trainer:
@@ -202,7 +203,7 @@ class Trainer:
         self.set_quantizer_step()
         disc_on = self.loss.disc_active(self.step)
         n = len(micro_batches)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # on the device: one host sync per step
         counts: dict[str, torch.Tensor] = {}
         last_layer = self.model.decoder.last_layer
         for i, x in enumerate(micro_batches):
@@ -223,17 +224,19 @@ class Trainer:
                     d_loss, d_logs = self.loss.discriminator_loss(x, x_hat.detach(), self.step)
                 self.scaler.scale(d_loss / n).backward()
                 logs |= d_logs
-            logs["psnr"] = torch.tensor(psnr_batch(x, x_hat.detach()))
+            logs["psnr"] = psnr_batch(x, x_hat.detach())
+            logs |= {f"vq_{name}": v for name, v in info["losses"].items()}
             for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / n
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / n
             for name, c in info["counts"].items():
                 counts[name] = counts.get(name, 0) + c
-            for name, v in info["losses"].items():
-                sums[f"vq_{name}"] = sums.get(f"vq_{name}", 0.0) + float(v) / n
-        if not all(math.isfinite(v) for v in sums.values()):
+        for name, c in counts.items():
+            sums[f"batch_usage_{name}"] = (c > 0).float().mean()
+        values = dict(zip(sums, torch.stack(list(sums.values())).tolist(), strict=True))
+        if not all(math.isfinite(v) for v in values.values()):
             raise NonFiniteLossError(
                 f"non-finite loss at step {self.step}: "
-                + ", ".join(f"{k}={v:.4g}" for k, v in sums.items())
+                + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 + f". The last good checkpoint {self.ckpt_path} is intact (nothing was saved "
                 "after this step). Lower trainer.lr/base_lr or use trainer.precision=fp32."
             )
@@ -245,10 +248,8 @@ class Trainer:
         self.scaler.update()
         self.opt_ae.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        for name, c in counts.items():
-            sums[f"batch_usage_{name}"] = float((c > 0).float().mean())
         self.step += 1
-        return sums
+        return values
 
     # ---- evaluation ----------------------------------------------------------------
     def evaluate(self, val: DataLoader, final: bool) -> dict[str, Any]:
