@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from dcvq.losses import VQGANLoss
 from dcvq.model import VQModel
@@ -46,12 +46,33 @@ def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
     return instantiate(node)
 
 
+def build_eval_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, device: torch.device
+) -> DataLoader:
+    """Evaluation order, no shuffling. The explicit generator keeps creating an iterator
+    from drawing on the global RNG (a resumed run would shift its dropout masks)."""
+    from dcvq.data import collate
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> VQModel:
+    """The model a checkpoint (as read by ``read_checkpoint``) describes, weights loaded."""
+    model = build_model(OmegaConf.create(state["config"]))
+    model.load_state_dict(state["model"])
+    return model
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQModel:
     """A model from a dcvq checkpoint, in eval mode. Loads with ``weights_only=True``."""
     from dcvq.trainer.checkpoint import read_checkpoint
 
-    state: dict[str, Any] = read_checkpoint(path)
-    cfg = OmegaConf.create(state["config"])
-    model = build_model(cfg)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    return model_from_checkpoint(read_checkpoint(path)).to(device).eval()

@@ -15,14 +15,12 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 
-from dcvq.build import build_dataset, build_model
+from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
 from dcvq.config import CONF_DIR, register
 from dcvq.config.validate import validate
-from dcvq.data import collate
-from dcvq.evaluation import evaluate
+from dcvq.evaluation import Evaluator
 from dcvq.trainer.checkpoint import read_checkpoint
 from dcvq.trainer.distributed import DistEnv, resolve_device
 
@@ -34,28 +32,13 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device, DistEnv())
     state = read_checkpoint(cfg.checkpoint)
-    model = build_model(OmegaConf.create(state["config"]))
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+    model = model_from_checkpoint(state).to(device).eval()
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=cfg.num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
+    loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     e = cfg.eval
-    results = evaluate(
+    results = Evaluator.from_config(e, device)(
         model,
         loader,
-        device=device,
-        protocol=e.protocol,
-        fid=e.fid,
-        fid_weights=e.fid_weights,
-        lpips=e.lpips,
-        lpips_weights=e.lpips_weights,
         max_images=e.max_images,
         progress=cfg.progress,
         split=cfg.dataset.split,

@@ -96,6 +96,18 @@ class Evaluator:
             self.lpips = LPIPS(lpips_weights, key="eval.lpips_weights", off=off).to(self.device)
             self.weights["vgg16"] = _describe_weights(self.lpips.weights_path, weights.VGG16)
 
+    @classmethod
+    def from_config(cls, eval_cfg: Any, device: str | torch.device) -> Evaluator:
+        """From the ``eval`` node shared by training and ``python -m dcvq.evaluate``."""
+        return cls(
+            device=device,
+            protocol=eval_cfg.protocol,
+            fid=eval_cfg.fid,
+            fid_weights=eval_cfg.fid_weights,
+            lpips=eval_cfg.lpips,
+            lpips_weights=eval_cfg.lpips_weights,
+        )
+
     def __call__(
         self,
         model: nn.Module,

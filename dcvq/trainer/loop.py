@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from dcvq.build import build_dataset, build_loss, build_model
+from dcvq.build import build_dataset, build_eval_loader, build_loss, build_model
 from dcvq.config import validate
 from dcvq.data import StepSampler, collate
 from dcvq.evaluation import Evaluator
@@ -86,20 +86,8 @@ class Trainer:
         self.opt_d = torch.optim.Adam(
             self.loss.discriminator.parameters(), lr=lr, betas=betas, fused=fused
         )
-        e = cfg.eval
         # Metric networks load now: a missing weights file fails before the first step.
-        self.evaluator = (
-            Evaluator(
-                device=self.device,
-                protocol=e.protocol,
-                fid=e.fid,
-                fid_weights=e.fid_weights,
-                lpips=e.lpips,
-                lpips_weights=e.lpips_weights,
-            )
-            if self.dist.is_main
-            else None
-        )
+        self.evaluator = Evaluator.from_config(cfg.eval, self.device) if self.dist.is_main else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.ddp_model = self.model
@@ -161,8 +149,7 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
-        pin = self.device.type == "cuda"
-        # Explicit generators: creating a loader iterator must not draw from the global
+        # An explicit generator: creating a loader iterator must not draw from the global
         # RNG, or resuming would shift the dropout masks.
         train = DataLoader(
             train_ds,
@@ -170,19 +157,11 @@ class Trainer:
             sampler=sampler,
             num_workers=t.num_workers,
             collate_fn=collate,
-            pin_memory=pin,
+            pin_memory=self.device.type == "cuda",
             persistent_workers=t.num_workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        val = DataLoader(
-            val_ds,
-            batch_size=t.eval_batch_size,
-            shuffle=False,
-            num_workers=t.num_workers,
-            collate_fn=collate,
-            pin_memory=pin,
-            generator=torch.Generator().manual_seed(0),
-        )
+        val = build_eval_loader(val_ds, t.eval_batch_size, t.num_workers, self.device)
         return train, val
 
     # ---- steps -------------------------------------------------------------------
