@@ -7,7 +7,8 @@
 - ``eval``: one forward in eval mode without autograd (what encoding a dataset costs);
   ``t128_s128`` uses its cached transformer codebook.
 - ``distance``: the nearest-code search alone, dcvq's chunked ``nearest_code`` against
-  the unchunked formula taming uses, and its own previous formula, with peak memory.
+  the unchunked formula taming uses, and the same search with its product through
+  ``addmm`` (MKL) instead of oneDNN, with peak memory.
 
 Settings of the anchors: taming ``VectorQuantizer2(legacy=False)`` (the same maths as
 dcvq's ``vq``); lucidrains ``VectorQuantize`` with ``learnable_codebook=True``,
@@ -170,22 +171,16 @@ def _mode_rows(
 # ---------------------------------------------------------------- distance search
 
 
-def previous_nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
-    """dcvq's formula before the ``addmm`` change (same chunking), for comparison:
-    separate scale and add passes over the ``M x N`` matrix."""
-    m, n = z.shape[0], codebook.shape[0]
-    chunk = max(1, qbase.DISTANCE_CHUNK_ELEMENTS // max(m, 1))
-    best_d = torch.full((m,), float("inf"), device=z.device)
-    best_i = torch.zeros(m, dtype=torch.long, device=z.device)
-    for start in range(0, n, chunk):
-        part = codebook[start : start + chunk]
-        d = part.pow(2).sum(1) - 2 * z @ part.t()
-        dmin, imin = d.min(1)
-        better = dmin < best_d
-        best_d = torch.where(better, dmin, best_d)
-        best_i = torch.where(better, imin + start, best_i)
-        del d, dmin, imin
-    return best_i
+def addmm_nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
+    """dcvq's search with the product through ``torch.addmm`` (MKL on CPU) instead of
+    oneDNN: what ``nearest_code`` did before the oneDNN change, and what it still does on
+    CUDA and where PyTorch has no oneDNN."""
+    saved = qbase._ONEDNN_LINEAR
+    qbase._ONEDNN_LINEAR = False
+    try:
+        return qbase.nearest_code(z, codebook)
+    finally:
+        qbase._ONEDNN_LINEAR = saved
 
 
 def unchunked_taming(z: Tensor, codebook: Tensor) -> Tensor:
@@ -207,7 +202,7 @@ def _distance_rows(
     codebook = torch.randn(n_codes, DIM, generator=g).to(ctx.device)
     fns = {
         "dcvq_nearest_code": lambda: qbase.nearest_code(z, codebook),
-        "dcvq_previous_formula": lambda: previous_nearest_code(z, codebook),
+        "dcvq_addmm": lambda: addmm_nearest_code(z, codebook),
         "taming_unchunked": lambda: unchunked_taming(z, codebook),
     }
     # Same codes (random data: no near-ties at this scale).

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from dcvq.quantizers.base import Quantizer, QuantizerOutput, code_counts
 from dcvq.quantizers.codebooks import Codebook, TransformerCodebook
-from dcvq.quantizers.vq import from_rows, quantize_rows, to_rows
+from dcvq.quantizers.vq import as_map, quantize_rows, to_rows
 
 
 class DualCodebookQuantizer(Quantizer):
@@ -55,7 +55,9 @@ class DualCodebookQuantizer(Quantizer):
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
             b, _, h, w = z.shape
-            r_g, r_l = to_rows(z).split([self.global_dim, self.local_dim], dim=1)
+            # Each half's rows contiguous (the same single copy as for the whole latent):
+            # oneDNN's product is about 2x slower on a column slice of wider rows.
+            r_g, r_l = (to_rows(part) for part in z.split([self.global_dim, self.local_dim], 1))
             q_g, idx_g, loss_g = quantize_rows(
                 r_g, self.global_codebook(), self.beta, self.legacy_beta
             )
@@ -63,9 +65,14 @@ class DualCodebookQuantizer(Quantizer):
                 r_l, self.local_codebook(), self.beta, self.legacy_beta
             )
             idx_g, idx_l = idx_g.view(b, h, w), idx_l.view(b, h, w)
+            # Each half's rows copied straight into a contiguous B x C x h x w map: one
+            # pass (a cat of the rows and then a layout change would be two).
+            z_q = z.new_empty(b, self.dim, h, w)
+            z_q[:, : self.global_dim] = as_map(q_g, b, h, w)
+            z_q[:, self.global_dim :] = as_map(q_l, b, h, w)
             n = self.codebook_sizes[0]
             return QuantizerOutput(
-                z_q=from_rows(torch.cat([q_g, q_l], 1), b, h, w),
+                z_q=z_q,
                 loss=loss_g + loss_l,
                 indices=torch.stack([idx_g, idx_l], 1),
                 losses={"global": loss_g.detach(), "local": loss_l.detach()},

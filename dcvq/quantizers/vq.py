@@ -22,9 +22,14 @@ def to_rows(z: Tensor) -> Tensor:
     return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
 
+def as_map(rows: Tensor, b: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`to_rows` as a view: ``B x C x h x w`` with channels last in memory."""
+    return rows.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 def from_rows(rows: Tensor, b: int, h: int, w: int) -> Tensor:
     """Inverse of :func:`to_rows`, contiguous ``B x C x h x w``."""
-    return rows.view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+    return as_map(rows, b, h, w).contiguous()
 
 
 def quantize_rows(
@@ -38,6 +43,10 @@ def quantize_rows(
     a dense index-add rather than ``index_put``'s accumulate."""
     idx = nearest_code(rows, codebook)
     q = F.embedding(idx, codebook).float()
+    if not (rows.requires_grad or q.requires_grad):
+        # Encoding without autograd: both loss terms have the same value and the
+        # straight-through output is ``q`` itself, so skip the extra passes.
+        return q, idx, (1 + beta) * F.mse_loss(q, rows)
     loss = commitment_loss(rows, q, beta, legacy)
     return straight_through(rows, q), idx, loss
 

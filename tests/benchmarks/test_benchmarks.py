@@ -64,7 +64,7 @@ def test_distance_formulas_agree():
     z, codebook = torch.randn(300, 16, generator=g), torch.randn(700, 16, generator=g)
     expected = torch.cdist(z, codebook).argmin(1)
     assert torch.equal(quantizer.unchunked_taming(z, codebook), expected)
-    assert torch.equal(quantizer.previous_nearest_code(z, codebook), expected)
+    assert torch.equal(quantizer.addmm_nearest_code(z, codebook), expected)
 
 
 def test_quantizer_benchmark(ctx):
