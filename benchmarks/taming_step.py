@@ -43,7 +43,7 @@ from benchmarks.harness import (
     standin_vgg16,
     target,
 )
-from benchmarks.train_step import Setup, Spec, apply_fast_path, images
+from benchmarks.train_step import Setup, Spec, images
 
 BENCH = "taming_step"
 TAMING_LPIPS = "taming/modules/autoencoder/lpips/vgg.pth"
@@ -312,8 +312,6 @@ def run(ctx: Context) -> dict[str, Any]:
         f"  {BENCH} equal: {match} (worst |diff| / (atol + rtol |ref|) = {worst:.3g})"
     )
 
-    for spec in specs:
-        apply_fast_path(trainers[spec.case], spec)
     fns = {"taming_fp32": lambda: taming(x)}
     for spec in specs:
         xs = images(setup, ctx.device, spec.channels_last)

@@ -132,6 +132,8 @@ def make_trainer(ctx: Context, spec: Spec, setup: Setup):
             f"loss.lpips_weights={vgg}",
             f"trainer.device={ctx.device}",
             f"trainer.precision={spec.precision}",
+            f"trainer.compile={spec.compile}",
+            f"trainer.channels_last={spec.channels_last}",
             f"trainer.batch_size={setup.batch}",
             "trainer.lr=1e-5",
             "trainer.progress=false",
@@ -146,19 +148,6 @@ def share_weights(src, dst) -> None:
     missing, unexpected = dst.model.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("quantizer.") for k in missing)
     dst.loss.discriminator.load_state_dict(src.loss.discriminator.state_dict())
-
-
-def apply_fast_path(trainer, spec: Spec) -> None:
-    """channels_last weights and the chosen ``torch.compile``; bf16 and fused Adam come
-    from the trainer itself (``trainer.precision=bf16``; fused Adam on CUDA)."""
-    if spec.channels_last:
-        trainer.model.to(memory_format=torch.channels_last)
-        trainer.loss.to(memory_format=torch.channels_last)
-    if spec.compile == "codebook":
-        codebook = trainer.model.quantizer.global_codebook
-        codebook.transformer = torch.compile(codebook.transformer)
-    elif spec.compile == "model":
-        trainer.ddp_model = torch.compile(trainer.model)
 
 
 def images(setup: Setup, device: torch.device, channels_last: bool = False) -> torch.Tensor:
@@ -181,7 +170,6 @@ def measure(
             ref = trainer
         else:
             share_weights(ref, trainer)
-        apply_fast_path(trainer, spec)
         x = images(setup, ctx.device, spec.channels_last)
         trainers[spec.case] = trainer
         fns[spec.case] = lambda t=trainer, x=x: t.train_step([x])

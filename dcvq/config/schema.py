@@ -171,6 +171,10 @@ class TrainerSchema:
     log_every: int = 50
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    # torch.compile, in place (checkpoint keys unchanged): none | codebook (the global
+    # codebook's transformer, a fixed ~100 small kernels a step) | model (the autoencoder)
+    compile: str = "none"
+    channels_last: bool = False  # model, discriminator and batches in channels_last
     resume: bool = True
     num_workers: int = 4
     eval_batch_size: int = 16

@@ -48,6 +48,8 @@ def validate(cfg: DictConfig) -> None:
                 errors.append(f"trainer.{key}={t[key]} must be >= 1")
         if t.precision not in ("auto", "fp32", "bf16", "fp16"):
             errors.append(f"trainer.precision={t.precision!r}: use auto, fp32, bf16 or fp16")
+        if t.get("compile", "none") not in ("none", "codebook", "model"):
+            errors.append(f"trainer.compile={t.compile!r}: use none, codebook or model")
     protocol = _get(cfg, "eval.protocol")
     if protocol is not None and protocol not in ("clean", "vqct"):
         errors.append(f"eval.protocol={protocol!r}: use clean or vqct")

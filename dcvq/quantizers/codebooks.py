@@ -70,9 +70,10 @@ class TransformerCodebook(nn.Module):
         key, stack = [], [self]
         while stack:
             module = stack.pop()
-            params = (p for p in module._parameters.values() if p is not None)
-            key += [(p.data_ptr(), p._version) for p in params]
-            stack += module._modules.values()
+            for p in module._parameters.values():
+                if p is not None:
+                    key.append((p.data_ptr(), p._version))
+            stack.extend(module._modules.values())
         return tuple(key)
 
     def generate(self) -> Tensor:

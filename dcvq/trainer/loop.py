@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torchvision.utils import save_image
@@ -26,6 +27,7 @@ from dcvq.config import validate
 from dcvq.data import StepSampler, collate
 from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
+from dcvq.quantizers.codebooks import TransformerCodebook
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
 from dcvq.trainer.preemption import PreemptionGuard
@@ -62,6 +64,25 @@ def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> None:
+    """``trainer.channels_last`` and ``trainer.compile``, in place: ``Module.compile``
+    keeps the parameter names, so checkpoints load into an uncompiled model and back."""
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+        loss.to(memory_format=torch.channels_last)
+    if t.compile == "model":
+        model.compile()
+    elif t.compile == "codebook":
+        codebooks = [m for m in model.modules() if isinstance(m, TransformerCodebook)]
+        if not codebooks:
+            raise ValueError(
+                "trainer.compile=codebook: this quantizer has no transformer codebook; "
+                "use trainer.compile=model or none"
+            )
+        for codebook in codebooks:
+            codebook.transformer.compile()
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None):
         validate(cfg)
@@ -79,6 +100,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg).to(self.device)
         self.loss = build_loss(cfg).to(self.device)
+        apply_speed_options(self.model, self.loss, self.t)
         lr = learning_rate(self.t, self.dist.world_size)
         betas = tuple(self.t.betas)
         fused = self.device.type == "cuda"
@@ -187,6 +209,8 @@ class Trainer:
         last_layer = self.model.decoder.last_layer
         for i, x in enumerate(micro_batches):
             x = x.to(self.device, non_blocking=True)
+            if self.t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             sync = self.dist.enabled and i < n - 1
             ctx = self.ddp_model.no_sync() if sync else nullcontext()
             with ctx:

@@ -95,7 +95,6 @@ def test_fast_path_runs_on_cpu(ctx):
     setup = train_step.cpu_setup(ctx)
     spec = train_step.Spec("fast", "t128_s128", precision="bf16", channels_last=True)
     trainer = train_step.make_trainer(ctx, spec, setup)
-    train_step.apply_fast_path(trainer, spec)
     assert trainer.model.decoder.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
     logs = trainer.train_step([train_step.images(setup, ctx.device, channels_last=True)])
     assert math.isfinite(logs["total"]) and "d" in logs
