@@ -8,6 +8,7 @@ loop never needs to know which quantizer it runs.
 
 from __future__ import annotations
 
+import platform
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -116,10 +117,22 @@ def _scores(z: Tensor, codebook: Tensor, bias: Tensor) -> Tensor:
 # The same product through oneDNN, the library behind PyTorch's CPU convolutions. Its
 # fp32 kernels use AVX-512 wherever the CPU has it, while the MKL build behind
 # ``addmm`` keeps to AVX2 on AMD CPUs: about 2x on the Zen 4 machines that the
-# benchmarks ran on (``benchmarks/quantizer.py``, the ``distance`` rows).
-_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, "_linear_pointwise"
-)
+# benchmarks ran on (``benchmarks/quantizer.py``, the ``distance`` rows). x86-64 only
+# (where it was measured), and only if a probe call gives the exact product.
+def _onednn_linear_works() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        z, codebook, bias = torch.ones(2, 3), torch.ones(4, 3), torch.full((4,), 0.5)
+        s = torch.ops.mkldnn._linear_pointwise(z, codebook, bias, "none", [], "")
+    except (AttributeError, RuntimeError):  # op missing or not built for this CPU
+        return False
+    return torch.equal(s, torch.full((2, 4), 3.5))
+
+
+_ONEDNN_LINEAR = _onednn_linear_works()
 
 
 def _cpu_scores(z: Tensor, codebook: Tensor, bias: Tensor) -> Tensor:

@@ -66,3 +66,15 @@ def test_search_ignores_autocast_and_autograd():
         idx = nearest_code(z, codebook)
     assert not idx.requires_grad
     assert torch.equal(idx, brute_force(z.detach(), codebook.detach()))
+
+
+def test_onednn_probe_falls_back_to_addmm(monkeypatch):
+    monkeypatch.setattr(base.platform, "machine", lambda: "arm64")
+    assert not base._onednn_linear_works()  # measured on x86-64 only
+    monkeypatch.setattr(base.platform, "machine", lambda: "x86_64")
+
+    def broken(*args):
+        raise RuntimeError("not built for this CPU")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken, raising=False)
+    assert not base._onednn_linear_works()
