@@ -136,7 +136,8 @@ _ONEDNN_LINEAR = _onednn_linear_works()
 
 
 def _cpu_scores(z: Tensor, codebook: Tensor, bias: Tensor) -> Tensor:
-    if _ONEDNN_LINEAR:
+    # Inside torch.compile, inductor lowers this op only for frozen (constant) weights.
+    if _ONEDNN_LINEAR and not torch.compiler.is_compiling():
         return torch.ops.mkldnn._linear_pointwise(z, codebook, bias, "none", [], "")
     return _scores(z, codebook, bias)
 

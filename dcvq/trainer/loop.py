@@ -71,6 +71,10 @@ def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> Non
         model.to(memory_format=torch.channels_last)
         loss.to(memory_format=torch.channels_last)
     if t.compile == "model":
+        # The adaptive weight differentiates the decoder twice (retain_graph=True), which
+        # compiled backwards with donated buffers refuse; donation only saves memory.
+        if hasattr(torch._functorch.config, "donated_buffer"):
+            torch._functorch.config.donated_buffer = False
         model.compile()
     elif t.compile == "codebook":
         codebooks = [m for m in model.modules() if isinstance(m, TransformerCodebook)]
