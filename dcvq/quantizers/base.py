@@ -147,14 +147,15 @@ def _argmax_rows(s: Tensor) -> Tensor:
     ``argmax`` is a scalar loop but ``amax`` and element-wise ops are vectorised: the
     maxima of blocks of columns, the first block holding the row maximum, then the first
     column of that block equal to it (both by ``_first_equal``). Same result, ties
-    (first index) included; a matrix holding NaN falls back to ``argmax``."""
+    (first index) included; a matrix whose maximum is NaN or infinite falls back to
+    ``argmax``."""
     m, n = s.shape
     b = CPU_ARGMAX_BLOCK if n < 1024 else 2 * CPU_ARGMAX_BLOCK  # measured best widths
     if n % b or n < 2 * b or m * n < 2**16:  # small: ~25 µs of fixed cost do not pay
         return s.argmax(1)
     block_max = s.view(m, n // b, b).amax(2)
     row_max = block_max.amax(1, keepdim=True)
-    if row_max.isnan().any():  # NaN is the maximum for argmax: keep its rules
+    if not row_max.isfinite().all():  # NaN or inf: keep argmax's own rules for them
         return s.argmax(1)
     best = _first_equal(block_max, row_max)
     start = torch.arange(0, m * (n // b), n // b, device=s.device)

@@ -55,6 +55,9 @@ def test_two_level_argmax_is_argmax():
     s[7, 100] = float("nan")
     s[8, [40, 300]] = float("nan")
     assert torch.equal(base._argmax_rows(s), s.argmax(1))
+    s[7:9] = 0
+    s[9, [50, 200]] = float("inf")
+    assert torch.equal(base._argmax_rows(s), s.argmax(1))
     odd = torch.randn(10, 100, generator=g)  # width not a multiple of the block
     assert torch.equal(base._argmax_rows(odd), odd.argmax(1))
 
