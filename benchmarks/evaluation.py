@@ -19,7 +19,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.harness import Context, compare, not_measured, row, sync, target, track_peak
+from benchmarks.harness import (
+    Context,
+    compare,
+    not_measured,
+    paper_f16,
+    row,
+    sync,
+    target,
+    track_peak,
+)
 
 BENCH = "evaluation"
 
@@ -50,14 +59,7 @@ def build_model(ctx: Context) -> torch.nn.Module:
     torch.manual_seed(0)
     if ctx.device.type == "cuda":
         quantizer = DualCodebookQuantizer(1024)
-        arch = dict(
-            ch=128,
-            ch_mult=(1, 1, 2, 2, 4),
-            num_res_blocks=2,
-            attn_resolutions=(16,),
-            resolution=256,
-            z_channels=256,
-        )
+        arch = paper_f16()
     else:
         layers = 1 if ctx.size == "tiny" else 6
         quantizer = DualCodebookQuantizer(ctx.pick(32, 512, 512), transformer_layers=layers)

@@ -383,6 +383,25 @@ class Context:
         return {"tiny": tiny, "quick": quick, "full": full}[self.size]
 
 
+# ---------------------------------------------------------------- models
+
+
+def paper_f16() -> dict[str, Any]:
+    """The paper's f16 encoder/decoder as taming's ``ddconfig`` keys, read from
+    ``conf/model/vqgan_f16.yaml`` (one source of truth for the GPU configurations)."""
+    from dcvq.config import compose
+
+    model = compose(["model=vqgan_f16"]).model
+    return dict(
+        ch=model.ch,
+        ch_mult=tuple(model.ch_mult),
+        num_res_blocks=model.num_res_blocks,
+        attn_resolutions=tuple(model.attn_resolutions),
+        resolution=model.resolution,
+        z_channels=model.z_channels,
+    )
+
+
 # ---------------------------------------------------------------- stand-in weights
 
 

@@ -37,6 +37,7 @@ from benchmarks.harness import (
     compare,
     count_flops,
     not_measured,
+    paper_f16,
     peak_flops,
     peak_memory,
     row,
@@ -54,16 +55,7 @@ RTOL, ATOL = 1e-4, 1e-5
 def arch(ctx: Context) -> dict[str, Any]:
     """Encoder/decoder settings (taming's ``ddconfig`` keys) and codebook size."""
     if ctx.device.type == "cuda":
-        return dict(
-            ch=128,
-            ch_mult=(1, 1, 2, 2, 4),
-            num_res_blocks=2,
-            attn_resolutions=(16,),
-            resolution=256,
-            z_channels=256,
-            n_codes=1024,
-            batch=16,
-        )
+        return dict(paper_f16(), n_codes=1024, batch=16)
     return dict(
         ch=32,
         ch_mult=(1, 2, 2),

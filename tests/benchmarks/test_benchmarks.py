@@ -143,3 +143,14 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
     md = (tmp_path / "tiny-quantizer.md").read_text()
     assert "## quantizer" in md and "## Targets" in md and "| dcvq_vq |" in md
     assert md in capsys.readouterr().out
+
+
+def test_paper_f16_is_taming_f16():
+    assert harness.paper_f16() == dict(
+        ch=128,
+        ch_mult=(1, 1, 2, 2, 4),
+        num_res_blocks=2,
+        attn_resolutions=(16,),
+        resolution=256,
+        z_channels=256,
+    )
