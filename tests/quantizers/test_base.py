@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from dcvq.quantizers import base
+from dcvq.quantizers import (
+    CVQQuantizer,
+    DualCodebookQuantizer,
+    GumbelQuantizer,
+    VectorQuantizer,
+    base,
+)
 from dcvq.quantizers.base import nearest_code
 
 
@@ -81,3 +87,27 @@ def test_onednn_probe_falls_back_to_addmm(monkeypatch):
 
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken, raising=False)
     assert not base._onednn_linear_works()
+
+
+QUANTIZERS = {
+    "vq": lambda: VectorQuantizer(16, 8),
+    "dual": lambda: DualCodebookQuantizer(
+        16, 4, 4, transformer_layers=1, transformer_heads=2, transformer_ff=16
+    ),
+    "gumbel": lambda: GumbelQuantizer(16, 8),
+    "cvq": lambda: CVQQuantizer(16, 8),
+}
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_counts_are_the_histogram_of_each_codebooks_indices(name, train):
+    """The interface contract the metrics rely on, for every quantizer."""
+    torch.manual_seed(0)
+    q = QUANTIZERS[name]().train(train)
+    out = q(torch.randn(3, 8, 5, 5))
+    assert list(out.counts) == list(q.codebook_names)
+    for k, (codebook, n) in enumerate(zip(q.codebook_names, q.codebook_sizes, strict=True)):
+        c = out.counts[codebook]
+        assert c.shape == (n,) and int(c.sum()) == 3 * 5 * 5
+        assert torch.equal(c, torch.bincount(out.indices[:, k].flatten(), minlength=n))

@@ -74,15 +74,6 @@ def test_eval_round_trip_and_nearest_code(distance: str) -> None:
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_counts(train: bool) -> None:
-    q = _quantizer().train(train)
-    out = q(_latent(b=3, h=5, w=5))
-    c = out.counts["codebook"]
-    assert c.shape == (N,) and int(c.sum()) == 3 * 5 * 5
-    assert torch.equal(c, torch.bincount(out.indices.flatten(), minlength=N))
-
-
 def test_usage_ema_by_hand() -> None:
     q = _quantizer(decay=0.9, anchor="none").train()
     p0 = torch.rand(N, generator=torch.Generator().manual_seed(3)) / N

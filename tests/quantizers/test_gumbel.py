@@ -50,15 +50,6 @@ def test_eval_is_hard_deterministic_and_round_trips() -> None:
         assert torch.equal(q.decode_indices(a.indices), a.z_q)
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_counts(train: bool) -> None:
-    q = _quantizer().train(train)
-    out = q(_latent(b=3, h=5, w=5))
-    c = out.counts["codebook"]
-    assert c.shape == (N,) and int(c.sum()) == 3 * 5 * 5
-    assert torch.equal(c, torch.bincount(out.indices.flatten(), minlength=N))
-
-
 def test_kl_term_by_hand() -> None:
     q = GumbelQuantizer(3, 2, kl_weight=0.5)
     with torch.no_grad():
