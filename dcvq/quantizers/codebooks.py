@@ -31,7 +31,10 @@ class TransformerCodebook(nn.Module):
 
     In eval mode with autograd off, the generated table is deterministic; it is cached
     and recomputed only when a parameter changes (optimizer step, ``load_state_dict``,
-    ``.to()``), detected through the parameters' version counters and storage.
+    ``.to()``), detected through the parameters' version counters and storage. Writes
+    that bypass the version counter are not seen: fused optimizers
+    (``Adam(fused=True)``) and ``.data`` assignments. After one of those in eval mode,
+    call ``clear_cache()`` (``train()``/``eval()`` clear it too; the Trainer does).
     """
 
     def __init__(
@@ -63,7 +66,10 @@ class TransformerCodebook(nn.Module):
         self._cache: Tensor | None = None
         self._cache_key: tuple | None = None
 
-    def _param_key(self) -> tuple:
+    def clear_cache(self) -> None:
+        self._cache, self._cache_key = None, None
+
+    def _param_key(self) -> tuple | None:
         # A hand-rolled walk: 4x cheaper than ``self.parameters()``, which is most of the
         # cost of an eval call at small batches. Storage pointers catch ``.to()`` and
         # replaced parameters; version counters catch in-place updates.
@@ -72,7 +78,10 @@ class TransformerCodebook(nn.Module):
             module = stack.pop()
             for p in module._parameters.values():
                 if p is not None:
-                    key.append((p.data_ptr(), p._version))
+                    try:
+                        key.append((p.data_ptr(), p._version))
+                    except RuntimeError:  # an inference tensor has no version: no cache
+                        return None
             stack.extend(module._modules.values())
         return tuple(key)
 
@@ -84,11 +93,13 @@ class TransformerCodebook(nn.Module):
         if self.training or torch.is_grad_enabled():
             return self.generate()
         key = self._param_key()
+        if key is None:
+            return self.generate()
         if self._cache is None or key != self._cache_key:
             self._cache = self.generate()
             self._cache_key = key
         return self._cache
 
     def train(self, mode: bool = True) -> TransformerCodebook:
-        self._cache, self._cache_key = None, None
+        self.clear_cache()
         return super().train(mode)

@@ -77,7 +77,10 @@ class GumbelQuantizer(Quantizer):
                 f"got {temperature_schedule!r}"
             )
         if temp_start <= 0 or temp_min <= 0:
-            raise ValueError("Gumbel temperatures must be positive")
+            raise ValueError(
+                f"quantizer.temp_start={temp_start}, quantizer.temp_min={temp_min}: Gumbel "
+                "temperatures must be positive"
+            )
         self.dim = dim
         self.codebook_sizes = (codebook_size,)
         self.kl_weight = kl_weight

@@ -129,6 +129,19 @@ def test_eval_cache_reused_and_invalidated():
         table3 = cb()
         assert len(calls) == 3
         assert torch.allclose(table3, other.global_codebook.generate())
+        # a write the version counter misses (.data, fused optimizers): clear_cache()
+        cb.base.data.add_(1.0)
+        assert torch.equal(cb(), table3)
+        cb.clear_cache()
+        assert torch.allclose(cb(), cb.generate())
+
+
+def test_codebook_built_in_inference_mode_is_not_cached():
+    with torch.inference_mode():
+        q = small().eval()
+        table = q.global_codebook()
+        q.global_codebook.base.add_(1.0)  # inference tensors have no version counter
+        assert not torch.equal(q.global_codebook(), table)
 
 
 def test_train_mode_codebook_is_stochastic_eval_is_not():
