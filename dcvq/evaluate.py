@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     validate(cfg)
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.device, DistEnv())
+    device = resolve_device(cfg.device, DistEnv(), key="device")
     state = read_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(state).to(device).eval()
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)

@@ -169,7 +169,9 @@ class TrainerSchema:
     eval_every: int = 5000
     ckpt_every: int = 5000
     log_every: int = 50
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (one process only)
+    # how long a rank waits in a collective: the others wait while rank 0 evaluates
+    dist_timeout_min: float = 120
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     # torch.compile, in place (checkpoint keys unchanged): none | codebook (the global
     # codebook's transformer, a fixed ~100 small kernels a step) | model (the autoencoder)

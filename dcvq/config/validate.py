@@ -43,11 +43,14 @@ def validate(cfg: DictConfig) -> None:
         errors.append(f"quantizer.dim={q.dim} must equal model.embed_dim={embed}")
     t = _get(cfg, "trainer")
     if t is not None:
-        for key in ("batch_size", "accumulate", "max_steps", "eval_every", "ckpt_every"):
+        for key in ("batch_size", "accumulate", "max_steps", "eval_every", "ckpt_every",
+                    "log_every", "eval_batch_size"):  # fmt: skip
             if t[key] < 1:
                 errors.append(f"trainer.{key}={t[key]} must be >= 1")
         if t.precision not in ("auto", "fp32", "bf16", "fp16"):
             errors.append(f"trainer.precision={t.precision!r}: use auto, fp32, bf16 or fp16")
+        if t.get("dist_timeout_min", 1) <= 0:
+            errors.append(f"trainer.dist_timeout_min={t.dist_timeout_min} must be > 0")
         if t.get("compile", "none") not in ("none", "codebook", "model"):
             errors.append(f"trainer.compile={t.compile!r}: use none, codebook or model")
     protocol = _get(cfg, "eval.protocol")
@@ -56,7 +59,8 @@ def validate(cfg: DictConfig) -> None:
     model = _get(cfg, "model")
     if model is not None and any(m < 1 for m in model.ch_mult):
         errors.append(f"model.ch_mult={list(model.ch_mult)}: multipliers must be >= 1")
-    if model is not None and (model.ch * min(model.ch_mult)) % 32:
-        errors.append(f"model.ch={model.ch}: channels must be multiples of 32 (GroupNorm(32))")
+    if model is not None and model.ch % 32:
+        # conv_in gives ch channels and every level ch * mult: GroupNorm(32) needs ch % 32
+        errors.append(f"model.ch={model.ch}: must be a multiple of 32 (GroupNorm(32))")
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

@@ -33,6 +33,10 @@ class ImageBatch:
     names: list[str]
     skipped: list[str] = field(default_factory=list)
 
+    def pin_memory(self) -> ImageBatch:
+        # DataLoader(pin_memory=True) pins a custom batch only through this method.
+        return ImageBatch(self.images.pin_memory(), self.names, self.skipped)
+
 
 def collate(items: list[tuple[Tensor | None, str]]) -> ImageBatch:
     good = [(x, n) for x, n in items if x is not None]

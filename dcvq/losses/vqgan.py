@@ -11,6 +11,8 @@ run (taming runs it and multiplies by zero: same values, wasted compute).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,12 +29,31 @@ def vanilla_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     return 0.5 * (F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean())
 
 
-def adaptive_weight(nll: Tensor, g: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
-    """Balance the GAN gradient against the reconstruction gradient at the last layer."""
+def adaptive_weight(
+    nll: Tensor,
+    g: Tensor,
+    last_layer: Tensor,
+    disc_weight: float,
+    grad_scale: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Balance the GAN gradient against the reconstruction gradient at the last layer.
+
+    ``grad_scale`` (fp16: the GradScaler's ``scale``) multiplies both losses before they
+    are differentiated, as for the main backward: unscaled fp16 gradients underflow. The
+    ratio is unchanged (the 1e-4 is scaled too). A scaled gradient that overflows gives
+    a weight of 0; the GradScaler skips that step anyway.
+    """
+    scale = None
+    if grad_scale is not None:
+        scale = grad_scale(torch.ones((), device=nll.device))
+        nll, g = grad_scale(nll), grad_scale(g)
     nll_grads = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
     g_grads = torch.autograd.grad(g, last_layer, retain_graph=True)[0]
     # Norms in fp32: under AMP the bf16/fp16 grad norms under/overflow.
-    d_weight = nll_grads.float().norm() / (g_grads.float().norm() + 1e-4)
+    eps = 1e-4 if scale is None else 1e-4 * scale
+    d_weight = nll_grads.float().norm() / (g_grads.float().norm() + eps)
+    if scale is not None:
+        d_weight = torch.nan_to_num(d_weight, nan=0.0, posinf=0.0)
     return torch.clamp(d_weight, 0.0, 1e4).detach() * disc_weight
 
 
@@ -76,15 +97,22 @@ class VQGANLoss(nn.Module):
         return rec
 
     def generator_loss(
-        self, x: Tensor, x_hat: Tensor, vq_loss: Tensor, step: int, last_layer: Tensor
+        self,
+        x: Tensor,
+        x_hat: Tensor,
+        vq_loss: Tensor,
+        step: int,
+        last_layer: Tensor,
+        grad_scale: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``grad_scale``: the fp16 GradScaler's ``scale``, for the adaptive weight."""
         nll = self.reconstruction(x, x_hat).mean()
         logs = {"nll": nll.detach(), "l1": (x.float() - x_hat.float()).abs().mean().detach()}
         loss = nll + self.codebook_weight * vq_loss.mean()
         if self.disc_active(step):
             g = -self.discriminator(x_hat).float().mean()
             if torch.is_grad_enabled() and self.training:
-                d_weight = adaptive_weight(nll, g, last_layer, self.disc_weight)
+                d_weight = adaptive_weight(nll, g, last_layer, self.disc_weight, grad_scale)
             else:
                 d_weight = torch.zeros((), device=x.device)
             loss = loss + d_weight * self.disc_factor * g

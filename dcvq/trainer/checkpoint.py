@@ -17,10 +17,13 @@ FORMAT = "dcvq-checkpoint-1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``:
-    a crash mid-write leaves the previous checkpoint intact."""
+    """Write to a temp file in the same directory, fsync, then rename over ``path`` and
+    fsync the directory: a crash mid-write leaves the previous checkpoint intact. Temp
+    files of a writer killed mid-write (SIGKILL: no cleanup) are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -31,6 +34,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -49,14 +58,20 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The CPU generator and, on CUDA, the training device's generator. Every rank runs
+    the same seed and the same random ops (identical dropout masks), so rank 0's state
+    is every rank's, and a checkpoint resumes on any number of GPUs."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type == "cuda" and cuda is not None:
+        if isinstance(cuda, list):  # older checkpoints: one state per visible device
+            cuda = cuda[0]
+        torch.cuda.set_rng_state(cuda, device)

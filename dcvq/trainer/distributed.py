@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -37,9 +38,11 @@ def export_submitit_env() -> None:
         env.export(set_cuda_visible_devices=False)
 
 
-def init_distributed(device_type: str) -> DistEnv:
+def init_distributed(device_type: str, timeout_min: float = 120) -> DistEnv:
     """Join the process group when launched with WORLD_SIZE > 1 (``env://``): torchrun,
-    or a submitit job with ``tasks_per_node > 1``."""
+    or a submitit job with ``tasks_per_node > 1``. ``timeout_min`` bounds every
+    collective wait: the other ranks wait in a barrier while rank 0 evaluates a whole
+    split, which takes longer than NCCL's 10-minute default on large splits."""
     export_submitit_env()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -49,15 +52,28 @@ def init_distributed(device_type: str) -> DistEnv:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(env.local_rank)
-        dist.init_process_group(backend=backend, init_method="env://")
+        dist.init_process_group(
+            backend=backend, init_method="env://", timeout=timedelta(minutes=timeout_min)
+        )
     return env
 
 
-def resolve_device(name: str, env: DistEnv) -> torch.device:
+def resolve_device(name: str, env: DistEnv, key: str = "trainer.device") -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` (under DDP: ``cuda:LOCAL_RANK``) | ``cuda:N``; ``key``
+    is the config key named in errors."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{key}={name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None and env.enabled:
+        raise ValueError(
+            f"{key}={name} with {env.world_size} processes would put every rank on one GPU; "
+            f"use {key}=cuda (rank r takes cuda:LOCAL_RANK)"
+        )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{key}={name} but no CUDA device is visible; use {key}=cpu")
     if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but no CUDA device is visible")
         return torch.device("cuda", env.local_rank)
-    return torch.device(name)
+    return device

@@ -87,6 +87,28 @@ def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> Non
             codebook.transformer.compile()
 
 
+def config_changes(saved_yaml: str, cfg: DictConfig) -> str:
+    """``key: saved -> now`` for the model-shaping keys that differ (model, quantizer,
+    codebook, loss), from a checkpoint's stored config."""
+    if not saved_yaml:
+        return ""
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        out: dict[str, Any] = {}
+        for key, sub in node.items():
+            out |= flat(sub, f"{prefix}.{key}" if prefix else str(key))
+        return out
+
+    old = flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
+    new = flat(OmegaConf.to_container(cfg, resolve=True))
+    keys = sorted(k for k in old.keys() | new.keys()
+                  if k.split(".")[0] in ("model", "quantizer", "codebook", "loss")
+                  and old.get(k) != new.get(k))  # fmt: skip
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys)
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None):
         validate(cfg)
@@ -95,7 +117,9 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.logger = logger or RunLogger()
         # the backend (nccl/gloo) depends on the device type, the device on the local rank
-        self.dist: DistEnv = init_distributed(resolve_device(self.t.device, DistEnv()).type)
+        self.dist: DistEnv = init_distributed(
+            resolve_device(self.t.device, DistEnv()).type, self.t.dist_timeout_min
+        )
         self.device = resolve_device(self.t.device, self.dist)
         self.dtype = amp_dtype(self.t.precision, self.device)
 
@@ -113,7 +137,12 @@ class Trainer:
             self.loss.discriminator.parameters(), lr=lr, betas=betas, fused=fused
         )
         # Metric networks load now: a missing weights file fails before the first step.
-        self.evaluator = Evaluator.from_config(cfg.eval, self.device) if self.dist.is_main else None
+        # Built (like every evaluation) on rank 0 only, so without touching the global
+        # RNG: every rank must keep the same random stream.
+        self.evaluator = None
+        if self.dist.is_main:
+            with self.rng_untouched():
+                self.evaluator = Evaluator.from_config(cfg.eval, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.ddp_model = self.model
@@ -130,6 +159,11 @@ class Trainer:
             self.dist.world_size,
         )
 
+    def rng_untouched(self):
+        """Work on rank 0 alone (evaluation) must not advance the global RNG that every
+        rank shares (a data loader iterator, for one, draws its seed from it)."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
     # ---- state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -139,7 +173,7 @@ class Trainer:
             "opt_ae": self.opt_ae.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
 
@@ -150,7 +184,7 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
 
     def save(self) -> None:
         if self.dist.is_main:
@@ -159,7 +193,16 @@ class Trainer:
     def maybe_resume(self) -> None:
         if self.t.resume and self.ckpt_path.is_file():
             state = read_checkpoint(self.ckpt_path, map_location=self.device)
-            self.load_state_dict(state)
+            try:
+                self.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as e:
+                changed = config_changes(state.get("config", ""), self.cfg)
+                raise RuntimeError(
+                    f"cannot resume from {self.ckpt_path}: it was written with another "
+                    f"configuration ({changed or 'see the error below'}). Train this "
+                    "configuration in a new run directory (hydra.run.dir=...); the "
+                    f"checkpoint is left as it is.\n{e}"
+                ) from e
             log.info("resumed from %s at step %d", self.ckpt_path, self.step)
 
     # ---- data --------------------------------------------------------------------
@@ -211,6 +254,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}  # on the device: one host sync per step
         counts: dict[str, torch.Tensor] = {}
         last_layer = self.model.decoder.last_layer
+        grad_scale = self.scaler.scale if self.scaler.is_enabled() else None
         for i, x in enumerate(micro_batches):
             x = x.to(self.device, non_blocking=True)
             if self.t.channels_last:
@@ -222,7 +266,7 @@ class Trainer:
                 with self.autocast():
                     x_hat, vq_loss, info = self.ddp_model(x)
                     g_loss, logs = self.loss.generator_loss(
-                        x, x_hat, vq_loss, self.step, last_layer
+                        x, x_hat, vq_loss, self.step, last_layer, grad_scale
                     )
                 self.scaler.scale(g_loss / n).backward()
             if disc_on:
@@ -239,10 +283,17 @@ class Trainer:
                 counts[name] = counts.get(name, 0) + c
         for name, c in counts.items():
             sums[f"batch_usage_{name}"] = (c > 0).float().mean()
-        values = dict(zip(sums, torch.stack(list(sums.values())).tolist(), strict=True))
-        if not all(math.isfinite(v) for v in values.values()):
+        stacked = torch.stack(list(sums.values()))
+        bad = stacked.isfinite().all().logical_not().float().reshape(1)
+        if self.dist.enabled:
+            # Every rank stops together: DDP has already averaged the NaN gradients into
+            # the others, which must not step (nor wait for a rank that left).
+            torch.distributed.all_reduce(bad)
+        values = dict(zip(sums, stacked.tolist(), strict=True))
+        if bad.item() > 0:
+            where = "" if not all(map(math.isfinite, values.values())) else " on another rank"
             raise NonFiniteLossError(
-                f"non-finite loss at step {self.step}: "
+                f"non-finite loss at step {self.step}{where}: "
                 + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 + f". The last good checkpoint {self.ckpt_path} is intact (nothing was saved "
                 "after this step). Lower trainer.lr/base_lr or use trainer.precision=fp32."
@@ -303,8 +354,9 @@ class Trainer:
         """Evaluate on rank 0 (the others wait), record the results; {} on other ranks."""
         results: dict[str, Any] = {}
         if self.dist.is_main:
-            results = self.evaluate(val, final)
-            self.record_eval(results, grid_batch)
+            with self.rng_untouched():
+                results = self.evaluate(val, final)
+                self.record_eval(results, grid_batch)
         if self.dist.enabled:
             torch.distributed.barrier()
         return results
@@ -373,7 +425,7 @@ class Trainer:
 
     def _loop(self, batches, val, grid_batch, bar, guard: PreemptionGuard) -> None:
         while self.step < self.t.max_steps:
-            micro = [next(batches).images for _ in range(self.t.accumulate)]
+            micro = [self.next_images(batches) for _ in range(self.t.accumulate)]
             logs = self.train_step(micro)
             bar.update(1)
             if self.step % self.t.log_every == 0 or self.step == 1:
@@ -386,6 +438,23 @@ class Trainer:
                 self.save()
                 log.warning("checkpoint written at step %d after a signal", self.step)
                 guard.hand_on()  # exits (SystemExit) unless the signal is to be ignored
+
+    def next_images(self, batches) -> torch.Tensor:
+        """The next training batch; unreadable files are named in the log (the batch is
+        smaller by as many), and a batch of nothing but unreadable files stops the run."""
+        batch = next(batches)
+        if batch.skipped:
+            log.warning(
+                "step %d: %d unreadable training image(s) left out: %s",
+                self.step, len(batch.skipped), ", ".join(batch.skipped[:10]),
+            )  # fmt: skip
+        if len(batch.images) == 0:
+            raise RuntimeError(
+                f"step {self.step}: no image of a training batch could be read "
+                f"({', '.join(batch.skipped[:10])}); fix or remove these files under "
+                f"dataset.root={self.cfg.dataset.get('root')}"
+            )
+        return batch.images
 
     def record_train(self, logs: dict[str, float], bar: tqdm) -> None:
         usage = [v for k, v in logs.items() if k.startswith("batch_usage_")]

@@ -99,6 +99,9 @@ def test_bad_overrides_fail_to_compose(override, error, message):
         (["codebook.size=1"], "codebook.size=1"),
         (["trainer.precision=fp8"], "trainer.precision"),
         (["eval.protocol=fancy"], "eval.protocol"),
+        (["trainer.log_every=0"], "trainer.log_every=0 must be >= 1"),
+        (["trainer.dist_timeout_min=0"], "trainer.dist_timeout_min=0"),
+        (["model.ch=16", "model.ch_mult=[2,4]"], "model.ch=16: must be a multiple of 32"),
     ],
 )
 def test_inconsistent_values_name_the_keys(overrides, message):

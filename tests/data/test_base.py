@@ -108,6 +108,18 @@ def test_collate_of_only_failures():
     assert batch.images.shape[0] == 0 and batch.skipped == ["a", "b"]
 
 
+def test_batches_are_pinned_by_the_data_loader(monkeypatch):
+    """DataLoader(pin_memory=True) pins a custom batch only through its own method."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t, *a: pinned.append(t) or t)
+    batch = collate([(torch.zeros(3, 2, 2), "a"), (None, "b")])
+    out = pin_memory(batch)
+    assert isinstance(out, type(batch)) and out.names == ["a"] and out.skipped == ["b"]
+    assert len(pinned) == 1 and pinned[0] is batch.images
+
+
 def test_training_key_gives_reproducible_crops(odd_files):
     ds = ImageFiles([odd_files["la.png"]], 8, "random_crop", flip=True)
     a, _ = ds[(0, 123)]

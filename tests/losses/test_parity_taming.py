@@ -348,6 +348,25 @@ def test_adaptive_weight_by_hand():
     assert d.item() == pytest.approx(1e4 * disc_weight)
 
 
+def test_adaptive_weight_scales_fp16_gradients():
+    """fp16: per-pixel gradients of a mean loss underflow unless scaled, as the main
+    backward is by the GradScaler; an overflowing scale gives weight 0, not NaN."""
+    w = torch.ones(1, dtype=torch.float16, requires_grad=True)  # the "last layer"
+    h = torch.ones(65536, dtype=torch.float16)
+
+    def losses():
+        x_hat = (w * h).float()
+        return (x_hat * 2e-8).sum(), -(x_hat * 1e-8).sum()  # grads 2e-8, 1e-8 per pixel
+
+    expected = 0.8 * (65536 * 2e-8) / (65536 * 1e-8 + 1e-4)
+    assert adaptive_weight(*losses(), w, 0.8).item() == 0.0  # both gradients underflow
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    d = adaptive_weight(*losses(), w, 0.8, scaler.scale)
+    assert d.item() == pytest.approx(expected, rel=1e-2)
+    huge = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    assert adaptive_weight(*losses(), w, 0.8, huge.scale).item() == 0.0
+
+
 # ---------------------------------------------------------------- disc_start
 
 

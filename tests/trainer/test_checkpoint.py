@@ -11,12 +11,15 @@ def test_round_trip_with_weights_only(tmp_path):
         "step": 3,
         "model": {"w": torch.ones(2)},
         "config": "a: 1\n",
-        "rng": checkpoint.rng_state(),
+        "rng": checkpoint.rng_state(torch.device("cpu")),
     }
     save_checkpoint(state, path)
     back = read_checkpoint(path)
     assert back["step"] == 3 and torch.equal(back["model"]["w"], torch.ones(2))
     assert back["config"] == "a: 1\n"
+    expected = torch.rand(3)
+    checkpoint.set_rng_state(back["rng"], torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
@@ -33,6 +36,13 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.pt.x.tmp").write_bytes(b"not ours")
+    save_checkpoint({"step": 1}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x.tmp", "last.pt"]
 
 
 class Evil:

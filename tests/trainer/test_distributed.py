@@ -1,5 +1,6 @@
 """DDP: torchrun with 2 CPU processes (gloo) at batch b == one process at batch 2b."""
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,72 @@ def test_submitit_tasks_run_ddp(tiny_overrides, tmp_path):
     (job,) = [p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]
     assert read_checkpoint(job / "checkpoints" / "last.pt")["step"] == 3
     assert "world 2" in (job / "train.log").read_text()  # submitit's env became DDP's
+
+
+def test_device_names_resolve_with_clear_errors():
+    from dcvq.trainer.distributed import DistEnv, resolve_device
+
+    assert resolve_device("cpu", DistEnv()) == torch.device("cpu")
+    with pytest.raises(ValueError, match="trainer.device='gpu0': use auto, cpu, cuda"):
+        resolve_device("gpu0", DistEnv())
+    with pytest.raises(ValueError, match="every rank on one GPU; use device=cuda"):
+        resolve_device("cuda:1", DistEnv(0, 2, 0), key="device")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device is visible; use trainer.device=cpu"):
+            resolve_device("cuda", DistEnv())
+
+
+POISON_SCRIPT = """
+import json, os, sys
+import torch
+from dcvq.config import compose
+from dcvq.trainer import Trainer
+from dcvq.trainer.loop import NonFiniteLossError
+
+torch.set_num_threads(1)
+rank = int(os.environ["RANK"])
+trainer = Trainer(compose(sys.argv[2:]), sys.argv[1])
+original = trainer.model.forward
+
+def poisoned(x):
+    rec, vq_loss, info = original(x)
+    if rank == 1 and trainer.step >= 2:  # rank 1 alone goes non-finite at step 3
+        vq_loss = vq_loss * float("nan")
+    return rec, vq_loss, info
+
+trainer.model.forward = poisoned
+try:
+    trainer.fit()
+    outcome = "finished"
+except NonFiniteLossError as e:
+    outcome = str(e)
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(outcome, f)
+"""
+
+
+@pytest.mark.slow
+def test_non_finite_loss_on_one_rank_stops_every_rank(tiny_overrides, tmp_path):
+    """Rank 1 goes NaN: both ranks stop at that step (no hang, no NaN step on rank 0)
+    and the checkpoint of the step before stays the last one."""
+    script = tmp_path / "poison.py"
+    common = [o for o in COMMON if not o.startswith(("trainer.max_steps", "trainer.ckpt_every"))]
+    script.write_text(POISON_SCRIPT)
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), str(run_dir), "quantizer=t128_s128", *tiny_overrides, *common,
+            "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.dist_timeout_min=1",
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = json.loads((run_dir / "rank0.json").read_text())
+    rank1 = json.loads((run_dir / "rank1.json").read_text())
+    assert rank0.startswith("non-finite loss at step 2 on another rank"), rank0
+    assert rank1.startswith("non-finite loss at step 2:"), rank1
+    state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 2
+    assert all(v.isfinite().all() for v in state["model"].values() if v.is_floating_point())

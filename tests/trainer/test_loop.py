@@ -46,11 +46,13 @@ def params(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 def test_resume_is_bit_identical(tiny_cfg, tmp_path):
-    """N steps straight == N/2 steps, a new process-like Trainer resuming, N/2 more."""
+    """N steps straight == N/2 steps, a new process-like Trainer resuming, N/2 more. The
+    straight run evaluates at step 3, after its checkpoint: evaluation must not move the
+    random stream that the resumed run restores."""
     overrides = [
         "trainer.max_steps=6",
-        "trainer.eval_every=100",
-        "trainer.ckpt_every=100",
+        "trainer.eval_every=3",
+        "trainer.ckpt_every=3",
         "quantizer.transformer_dropout=0.5",
     ]  # dropout draws from the global RNG
     straight = Trainer(tiny_cfg(*overrides), tmp_path / "a")
@@ -132,3 +134,25 @@ def test_mixed_precision_paths_run_on_cpu(tiny_cfg, tmp_path, precision):
     results = trainer.fit()
     assert trainer.step == 3 and math.isfinite(results["psnr"])
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # fp32 master
+
+
+def test_resume_with_another_model_names_the_changed_keys(tiny_cfg, tmp_path):
+    Trainer(tiny_cfg("trainer.max_steps=2", "trainer.eval_every=100"), tmp_path).fit()
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    before = ckpt.read_bytes()
+    other = Trainer(tiny_cfg("trainer.max_steps=4", "codebook.size=16"), tmp_path)
+    expected = r"cannot resume from .*last.pt.*codebook.size: 32 -> 16"
+    with pytest.raises(RuntimeError, match=expected):
+        other.fit()
+    assert ckpt.read_bytes() == before  # nothing lost
+
+
+def test_metric_networks_leave_the_shared_rng_alone(tiny_cfg, tmp_path, lpips_weights):
+    """Rank 0 alone builds the evaluator (LPIPS' VGG is randomly initialised before its
+    weights load): every rank must still hold the same random stream afterwards."""
+    without = Trainer(tiny_cfg(), tmp_path / "a")
+    state = torch.get_rng_state()
+    with_lpips = Trainer(tiny_cfg("eval.lpips=true"), tmp_path / "b")
+    assert with_lpips.evaluator.lpips is not None
+    assert torch.equal(torch.get_rng_state(), state)
+    del without
