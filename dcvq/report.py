@@ -417,6 +417,35 @@ def _line_cells(line: Line, roman: bool) -> list[str]:
     return cells + [usage, ppl, step, where]
 
 
+def psnr_bound_on_vqct_scale(l2: float) -> float:
+    """The least mean PSNR an L2 on VQCT's [-1, 1] scale allows: per-image PSNR averaged
+    is at least the PSNR of the mean MSE (Jensen), and MSE on [0, 1] is L2 / 4."""
+    return -10 * math.log10(l2 / 4)
+
+
+def off_scale(row: PaperRow, margin_db: float = 1.0) -> bool:
+    """A paper row whose PSNR is well below the bound its L2 implies on [-1, 1]: its L1/L2
+    cannot be on VQCT's scale. The margin covers the JPEG round trip of VQCT's PSNR."""
+    psnr, l2 = row.metrics.get("psnr"), row.metrics.get("l2")
+    return psnr is not None and bool(l2) and psnr < psnr_bound_on_vqct_scale(l2) - margin_db
+
+
+def _scale_text(section: Section) -> str:
+    rows = [ln.paper for ln in section.lines if ln.paper is not None and off_scale(ln.paper)]
+    if not rows:
+        return ""
+    r = rows[0]
+    names = ", ".join(dict.fromkeys(f"{p.model} {p.global_}/{p.local}".strip(" /") for p in rows))
+    return (
+        f" **Paper L1/L2 scale**: {names}: the paper's PSNR is below what its own L2 allows"
+        f" on VQCT's [-1, 1] scale (e.g. {r.dataset} {r.model}: PSNR {r.metrics['psnr']:.2f}"
+        f" dB, L2 {r.metrics['l2']:.4f} implies at least"
+        f" {psnr_bound_on_vqct_scale(r.metrics['l2']):.1f} dB), so these L1/L2 look like [0, 1]"
+        " values, 2x and 4x smaller than on [-1, 1]; compare them by PSNR and FID. Ours are"
+        " on [-1, 1] under `vqct`, on [0, 1] under `clean`."
+    )
+
+
 def _protocol_text(section: Section) -> str:
     seen = []
     for run in section.runs:
@@ -435,12 +464,15 @@ def _protocol_text(section: Section) -> str:
     protocols = {(run.results or {}).get("protocol") for run in section.runs if run.ok}
     if protocols - {"vqct"}:
         out += (
-            " **Not the paper's protocol**: the paper's numbers are under VQCT's (`vqct`),"
-            " so these are not comparable with them."
+            " **Not the paper's protocol**: the paper's baseline numbers are VQCT's, under"
+            " VQCT's protocol (`vqct`), so these are not comparable with them."
         )
     if section.table in ("2", "3"):
         if any(ln.paper for ln in section.lines):
-            out += f" Paper: its Table {section.table} (VQCT's protocol)."
+            out += (
+                f" Paper: its Table {section.table} (the paper does not state its protocol;"
+                " `vqct` is the one its baselines were measured under)."
+            )
     else:
         # e.g. "VQ-VAE, VQ-GAN, ...: baseline numbers as reported by VQCT; Dual Codebook: ..."
         by_note: dict[str, list[str]] = {}
@@ -449,8 +481,8 @@ def _protocol_text(section: Section) -> str:
                 by_note.setdefault(ln.paper.note, []).append(ln.paper.model)
         if by_note:
             parts = [f"{', '.join(models)}: {note}" for note, models in by_note.items()]
-            out += " Paper (VQCT's protocol): " + "; ".join(parts) + "."
-    return out
+            out += " Paper: " + "; ".join(parts) + "."
+    return out + _scale_text(section)
 
 
 def render_markdown(

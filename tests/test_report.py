@@ -334,6 +334,19 @@ def test_table1_names_baselines_as_the_paper(tmp_path):
     assert "| 4.50 | 4.19 |" in md_line(md, "Dual Codebook", "T-128", "S-128", "512")
     assert "numbers only" in md_line(md, "VQCT", "-", "-", "6207")
     assert "baseline numbers as reported by VQCT" in md
+    # the paper's own L1/L2 cannot be on VQCT's [-1, 1] scale: flagged from its numbers
+    assert "**Paper L1/L2 scale**: Dual Codebook T-128/S-128:" in md
+    assert "MS-COCO Dual Codebook: PSNR 20.72 dB, L2 0.0103 implies at least 25.9 dB" in md
+
+
+def test_paper_rows_whose_l2_is_off_vqct_scale():
+    """Per-image PSNR averaged >= the PSNR of the mean MSE: VQCT's baseline rows keep to
+    the bound their [-1, 1] L2 implies, the paper's own rows fall ~5 dB below it."""
+    rows = rp.load_paper(rp.default_paper_files())
+    flagged = {(r.table, r.model) for r in rows if rp.off_scale(r)}
+    assert flagged and all(model == "Dual Codebook" for _, model in flagged)
+    assert all(not rp.off_scale(r) for r in rows if "VQCT" in r.note)
+    assert rp.psnr_bound_on_vqct_scale(0.04) == pytest.approx(20.0)
 
 
 def test_names_come_from_the_config_without_hydra_choices():
