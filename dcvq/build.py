@@ -43,7 +43,14 @@ def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
             node["policy"] = "squash" if node["policy"] == "squash" else "center_crop"
         if "flip" in node:
             node["flip"] = False
-    return instantiate(node)
+    try:
+        return instantiate(node)
+    except Exception as e:
+        # A dataset knows its split only as ``split``; for training it came from
+        # ``dataset.train_split``, so name that key in its error.
+        if training and "dataset.split=" in str(e):
+            raise ValueError(str(e).replace("dataset.split=", "dataset.train_split=")) from e
+        raise
 
 
 def build_eval_loader(

@@ -19,12 +19,19 @@ from torchvision.utils import save_image
 
 from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
 from dcvq.config import CONF_DIR, register
+from dcvq.config.diff import config_changes
 from dcvq.config.validate import validate
+from dcvq.data import dataset_info
 from dcvq.evaluation import Evaluator
 from dcvq.trainer.checkpoint import read_checkpoint
 from dcvq.trainer.distributed import DistEnv, resolve_device
 
 log = logging.getLogger(__name__)
+
+# Data and protocol settings that change the numbers (the split and root may differ).
+COMPARED_KEYS = tuple(
+    f"dataset.{k}" for k in ("_target_", "resolution", "policy", "interpolation", "layout", "year")
+) + ("eval.protocol",)
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -44,10 +51,17 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         split=cfg.dataset.split,
         reconstructions_dir=run_dir / "reconstructions" if e.save_reconstructions else None,
     )
+    # Scoring a checkpoint under other data settings than it was trained and evaluated
+    # with is allowed (another split, another protocol), but must not pass unnoticed.
+    changed = config_changes(state.get("config", ""), cfg, COMPARED_KEYS)
+    if changed:
+        log.warning("settings differ from the checkpoint's training run: %s", "; ".join(changed))
     results |= {
         "checkpoint": str(cfg.checkpoint),
         "step": int(state["step"]),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "data": dataset_info(dataset),
+        "differs_from_training": changed,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "eval.json").write_text(json.dumps(results, indent=1))

@@ -140,7 +140,7 @@ class Evaluator:
             out_dir.mkdir(parents=True, exist_ok=True)
 
         sums = dict.fromkeys((*PER_IMAGE, "lpips"), 0.0)
-        n_images, skipped = 0, []
+        n_images, skipped, written = 0, [], set()
         bar = None
         if progress:
             from tqdm import tqdm
@@ -173,7 +173,7 @@ class Evaluator:
                         fid_acc.update(measured.real, measured.fake)
                     usage.update(info["indices"])
                     if out_dir is not None:
-                        _save(out_dir, to_uint8(recon), names, n_images)
+                        _save(out_dir, to_uint8(recon), names, n_images, written)
                     n_images += len(x)
                     if bar is not None:
                         bar.update(len(x))
@@ -265,7 +265,14 @@ def _describe_weights(path: Path, spec: weights.WeightFile) -> dict[str, Any]:
     return {"path": str(path), "official": official}
 
 
-def _save(folder: Path, images: Tensor, names: list[str] | None, start: int) -> None:
+def _save(
+    folder: Path, images: Tensor, names: list[str] | None, start: int, written: set[str]
+) -> None:
+    """One PNG per image; a name already written in this evaluation (``x.jpg`` and
+    ``x.png``, or ``a/b.jpg`` and ``a__b.jpg``) gets its running index appended."""
     for i, img in enumerate(images.cpu().permute(0, 2, 3, 1).numpy()):
         name = _file_name(names[i]) if names is not None else f"{start + i:06d}.png"
+        if name in written:
+            name = f"{name[:-4]}.{start + i:06d}.png"
+        written.add(name)
         Image.fromarray(img).save(folder / name)

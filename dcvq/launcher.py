@@ -26,10 +26,11 @@ def launcher_errors(params: Any, slurm: bool) -> list[str]:
     gpus, tasks = params.get("gpus_per_node") or 0, params.get("tasks_per_node") or 1
     if gpus < 0:
         errors.append(f"{KEY}.gpus_per_node={gpus} must be >= 0")
-    if gpus > 0 and tasks not in (1, gpus):
+    if gpus > 0 and tasks != gpus:
+        # one task on several GPUs would train on cuda:0 alone and leave the rest idle
         errors.append(
             f"{KEY}.tasks_per_node={tasks} with {KEY}.gpus_per_node={gpus}: DDP runs one "
-            f"process per GPU; set tasks_per_node={gpus} (or 1 for a single-GPU job)"
+            f"process per GPU; set tasks_per_node={gpus} (or gpus_per_node={tasks})"
         )
     if not slurm and (params.get("nodes") or 1) != 1:
         errors.append(f"{KEY}.nodes={params['nodes']}: the local launcher has one machine")

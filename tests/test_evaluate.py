@@ -37,6 +37,10 @@ def test_offline_numbers_equal_training_numbers(trained, tmp_path):
     for name, cb in during_training["codebooks"].items():
         assert results["codebooks"][name]["counts"] == cb["counts"]
     assert (tmp_path / "eval" / "grid.png").stat().st_size > 0
+    # both record the data read; same settings as in training: nothing flagged
+    assert results["data"] == during_training["data"]
+    assert results["data"]["dataset"] == "SampleImages" and results["data"]["split"] == "val"
+    assert results["differs_from_training"] == []
 
 
 def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips_weights):
@@ -64,6 +68,8 @@ def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips
         assert isinstance(results[key], float), key
     assert results["fid"] > 0 and results["protocol"] == "vqct" and results["n_images"] == 12
     assert results["split"] == "val" and results["skipped"] == []
+    assert results["differs_from_training"] == ["eval.protocol: clean -> vqct"]
+    assert "settings differ from the checkpoint's training run: eval.protocol" in proc.stdout
     assert set(results["codebooks"]) == {"global", "local"}
     assert len(list((out / "reconstructions").glob("*.png"))) == 12
     assert "img/s" in proc.stderr  # the progress bar

@@ -23,6 +23,7 @@ GOOD = {
     ("change", "message"),
     [
         ({"tasks_per_node": 3}, "tasks_per_node=3 with hydra.launcher.gpus_per_node=8"),
+        ({"tasks_per_node": 1}, "tasks_per_node=1 with hydra.launcher.gpus_per_node=8"),
         ({"max_num_timeout": 0}, "max_num_timeout=0"),
         ({"signal_delay_s": 5}, "signal_delay_s=5"),
         ({"timeout_min": 0}, "timeout_min=0 must be >= 1"),

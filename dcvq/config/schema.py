@@ -122,7 +122,7 @@ class FilesDatasetSchema:
     # None: random_crop (+flip) for training, center_crop for evaluation; or squash
     policy: str | None = None
     flip: bool | None = None
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"
     cache_dir: str | None = None
 
 

@@ -1,7 +1,7 @@
 """Datasets: one module per source, all following the contract in ``base``."""
 
 from dcvq.data.ade20k import ADE20K
-from dcvq.data.base import ImageBatch, ImageFiles, collate
+from dcvq.data.base import ImageBatch, ImageFiles, collate, dataset_info
 from dcvq.data.celebahq import CelebAHQ
 from dcvq.data.coco import COCO
 from dcvq.data.cub200 import CUB200
@@ -23,4 +23,5 @@ __all__ = [
     "StepSampler",
     "cached_files",
     "collate",
+    "dataset_info",
 ]

@@ -81,7 +81,7 @@ class ADE20K(ImageFiles):
         flip: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         layout: str | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         check_split("ADE20K", split, SPLITS)
         root_path = resolve_root(root, self.ENV, "ADE20K")

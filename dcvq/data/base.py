@@ -38,6 +38,16 @@ class ImageBatch:
         return ImageBatch(self.images.pin_memory(), self.names, self.skipped)
 
 
+def dataset_info(dataset: Dataset) -> dict[str, Any]:
+    """What a results file records about the data read: the dataset's own ``info()``
+    (root, layout, split, count, transforms) or, for a dataset without one, its class
+    and size."""
+    info = getattr(dataset, "info", None)
+    if callable(info):
+        return info()
+    return {"dataset": type(dataset).__name__, "n_images": len(dataset)}
+
+
 def collate(items: list[tuple[Tensor | None, str]]) -> ImageBatch:
     good = [(x, n) for x, n in items if x is not None]
     skipped = [n for x, n in items if x is None]
@@ -100,7 +110,7 @@ class ImageFiles(Dataset):
         policy: str,
         flip: bool = False,
         root: str | os.PathLike | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         if int(resolution) <= 0:
             raise ValueError(f"dataset.resolution={resolution} must be a positive integer")

@@ -172,7 +172,7 @@ class CelebAHQ(ImageFiles):
         cache_dir: str | os.PathLike | None = None,
         split_file: str | os.PathLike | None = None,
         layout: str | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         check_split("CelebA-HQ", split, SPLITS)
         root_path = resolve_root(root, self.ENV, "CelebA-HQ")

@@ -63,7 +63,7 @@ class COCO(ImageFiles):
         flip: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         year: int | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         check_split("COCO", split, SPLITS)
         if year is not None and int(year) not in YEARS:

@@ -67,7 +67,7 @@ class CUB200(ImageFiles):
         policy: str | None = None,
         flip: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         check_split("CUB-200-2011", split, SPLITS)
         root_path = resolve_root(root, self.ENV, "CUB-200-2011")

@@ -70,7 +70,7 @@ class ImageFolder(ImageFiles):
         flip: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         holdout: float = 0.0,
-        interpolation: str = "bicubic",
+        interpolation: str = "bilinear",
     ) -> None:
         check_split("imagefolder", split, SPLITS)
         holdout = float(holdout)

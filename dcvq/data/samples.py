@@ -7,6 +7,8 @@ flips) at native scale; the validation split is a fixed grid of crops.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -75,6 +77,12 @@ class SampleImages(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def info(self) -> dict[str, Any]:
+        """What a results file should say about the data."""
+        photos = [name for name, _ in self.photos]
+        return {"dataset": type(self).__name__, "split": self.split, "n_images": len(self),
+                "resolution": self.resolution, "photos": photos}  # fmt: skip
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, str]:
         i, seed = split_key(key)

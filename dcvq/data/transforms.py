@@ -19,8 +19,9 @@ from torchvision.transforms import functional as TF
 log = logging.getLogger(__name__)
 
 POLICIES = ("random_crop", "center_crop", "squash")
-# torchvision's T.Resize default (and so VQCT's pipeline) is bilinear; taming-style
-# training code mostly uses bicubic. Both resample PIL images with antialiasing.
+# Bilinear by default: torchvision's T.Resize default, and so VQCT's pipeline (the
+# protocol of the paper's baseline numbers), and taming's (albumentations'
+# SmallestMaxSize, cv2 INTER_LINEAR). PIL images are resampled with antialiasing.
 INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
@@ -110,7 +111,7 @@ def resize_crop(
     policy: str,
     generator: torch.Generator | None = None,
     flip: bool = False,
-    interpolation: str = "bicubic",
+    interpolation: str = "bilinear",
 ) -> Image.Image:
     """Apply ``policy`` to reach ``resolution x resolution``.
 

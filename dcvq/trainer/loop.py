@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from dcvq.build import build_dataset, build_eval_loader, build_loss, build_model
 from dcvq.config import validate
-from dcvq.data import StepSampler, collate
+from dcvq.config.diff import config_changes
+from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
 from dcvq.quantizers.codebooks import TransformerCodebook
@@ -33,6 +34,10 @@ from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
 from dcvq.trainer.preemption import PreemptionGuard
 
 log = logging.getLogger(__name__)
+
+
+# The keys that shape a checkpoint's tensors.
+MODEL_KEYS = ("model", "quantizer", "codebook", "loss")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,28 +90,6 @@ def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> Non
             )
         for codebook in codebooks:
             codebook.transformer.compile()
-
-
-def config_changes(saved_yaml: str, cfg: DictConfig) -> str:
-    """``key: saved -> now`` for the model-shaping keys that differ (model, quantizer,
-    codebook, loss), from a checkpoint's stored config."""
-    if not saved_yaml:
-        return ""
-
-    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
-        if not isinstance(node, dict):
-            return {prefix: node}
-        out: dict[str, Any] = {}
-        for key, sub in node.items():
-            out |= flat(sub, f"{prefix}.{key}" if prefix else str(key))
-        return out
-
-    old = flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
-    new = flat(OmegaConf.to_container(cfg, resolve=True))
-    keys = sorted(k for k in old.keys() | new.keys()
-                  if k.split(".")[0] in ("model", "quantizer", "codebook", "loss")
-                  and old.get(k) != new.get(k))  # fmt: skip
-    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys)
 
 
 class Trainer:
@@ -196,10 +179,10 @@ class Trainer:
             try:
                 self.load_state_dict(state)
             except (RuntimeError, KeyError, ValueError) as e:
-                changed = config_changes(state.get("config", ""), self.cfg)
+                changed = config_changes(state.get("config", ""), self.cfg, MODEL_KEYS)
                 raise RuntimeError(
                     f"cannot resume from {self.ckpt_path}: it was written with another "
-                    f"configuration ({changed or 'see the error below'}). Train this "
+                    f"configuration ({', '.join(changed) or 'see the error below'}). Train this "
                     "configuration in a new run directory (hydra.run.dir=...); the "
                     f"checkpoint is left as it is.\n{e}"
                 ) from e
@@ -318,13 +301,14 @@ class Trainer:
             if final or e.max_images_during_training is None
             else (e.max_images_during_training)
         )
-        return self.evaluator(
+        results = self.evaluator(
             self.model,
             val,
             max_images=max_images,
             reconstructions_dir=recon_dir,
             split=self.cfg.dataset.split,
         )
+        return results | {"data": dataset_info(val.dataset)}
 
     def grid_images(self, dataset) -> torch.Tensor:
         """Images spread evenly over the evaluation split (not just its first files)."""

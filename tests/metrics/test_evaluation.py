@@ -151,6 +151,28 @@ def test_reconstructions_are_written_as_png(model, val_images, tmp_path):
     assert names == sorted(f"{val_images[i][1]}.png" for i in range(3))
 
 
+class Renamed(Dataset):
+    """``val_images`` under the given names."""
+
+    def __init__(self, base: Dataset, names: list[str]) -> None:
+        self.base, self.names = base, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int):
+        return self.base[i][0], self.names[i]
+
+
+def test_reconstructions_with_colliding_names_are_all_kept(model, val_images, tmp_path):
+    names = ["a/x.jpg", "a/x.png", "a__x.jpg"]  # all three flatten to a__x.png
+    evaluate(model, loader(Renamed(val_images, names)), device="cpu",
+             reconstructions_dir=tmp_path)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a__x.000001.png", "a__x.000002.png", "a__x.png"
+    ]  # fmt: skip
+
+
 def test_missing_fid_weights_fail_before_any_work(model, val_images):
     ds = Counting(val_images)
     with pytest.raises(FileNotFoundError, match="make weights"):
