@@ -61,3 +61,15 @@ def test_refuses_pickled_objects_and_foreign_files(tmp_path):
         read_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rng_state_of_the_training_device_round_trips():
+    device = torch.device("cuda", torch.cuda.current_device())
+    state = checkpoint.rng_state(device)
+    expected = torch.rand(3, device=device)
+    checkpoint.set_rng_state(state, device)
+    assert torch.equal(torch.rand(3, device=device), expected)
+    # older checkpoints stored a list, one state per visible device
+    checkpoint.set_rng_state(state | {"cuda": [state["cuda"]]}, device)
+    assert torch.equal(torch.rand(3, device=device), expected)
