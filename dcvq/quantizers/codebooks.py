@@ -67,6 +67,7 @@ class TransformerCodebook(nn.Module):
         self._cache_key: tuple | None = None
 
     def clear_cache(self) -> None:
+        """Drop the eval-mode table: the next no-grad eval call regenerates it."""
         self._cache, self._cache_key = None, None
 
     def _param_key(self) -> tuple | None:
