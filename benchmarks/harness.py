@@ -259,6 +259,20 @@ def peak_flops(device: torch.device) -> float | None:
     return None
 
 
+def flop_fields(flops: float, seconds: float, peak: float | None) -> tuple[dict[str, Any], str]:
+    """Row fields (GFLOP per step, achieved TFLOP/s, MFU when the card's peak is known)
+    and the note text for them."""
+    extra: dict[str, Any] = {
+        "gflop_per_step": flops / 1e9,
+        "achieved_tflops": flops / seconds / 1e12,
+    }
+    note = f"{flops / 1e9:.1f} GFLOP/step (FlopCounterMode)"
+    if peak:
+        extra["mfu"] = flops / seconds / peak
+        note += f", MFU {extra['mfu']:.1%}"
+    return extra, note
+
+
 # ---------------------------------------------------------------- machine
 
 

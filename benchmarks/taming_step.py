@@ -36,6 +36,7 @@ from benchmarks.harness import (
     Context,
     compare,
     count_flops,
+    flop_fields,
     not_measured,
     paper_f16,
     peak_flops,
@@ -324,12 +325,8 @@ def run(ctx: Context) -> dict[str, Any]:
             note = f"losses equal to taming's: {match}"
         extra: dict[str, Any] = {}
         if case != "taming_fp32":
-            seconds = cmp.median(case)
-            extra = {"gflop_per_step": flops / 1e9, "achieved_tflops": flops / seconds / 1e12}
-            note += f"; {flops / 1e9:.1f} GFLOP/step"
-            if peak_dev:
-                extra["mfu"] = flops / seconds / peak_dev
-                note += f", MFU {extra['mfu']:.1%}"
+            extra, flop_note = flop_fields(flops, cmp.median(case), peak_dev)
+            note += f"; {flop_note}"
         rows.append(
             row(
                 BENCH,

@@ -25,6 +25,7 @@ from benchmarks.harness import (
     Context,
     compare,
     count_flops,
+    flop_fields,
     not_measured,
     peak_flops,
     peak_memory,
@@ -183,15 +184,10 @@ def measure(
         if spec.quantizer not in flops_by_quantizer and spec.compile == "none":
             flops_by_quantizer[spec.quantizer] = count_flops(fns[spec.case])
         flops = flops_by_quantizer.get(spec.quantizer)
-        seconds = cmp.median(spec.case)
-        extra: dict[str, Any] = {"gflop_per_step": None if flops is None else flops / 1e9}
+        extra: dict[str, Any] = {"gflop_per_step": None}
         note = ""
         if flops is not None:
-            extra["achieved_tflops"] = flops / seconds / 1e12
-            note = f"{flops / 1e9:.1f} GFLOP/step (FlopCounterMode)"
-            if peak_device:
-                extra["mfu"] = flops / seconds / peak_device
-                note += f", MFU {extra['mfu']:.1%}"
+            extra, note = flop_fields(flops, cmp.median(spec.case), peak_device)
         rows.append(
             row(
                 BENCH,
