@@ -40,6 +40,12 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     device = resolve_device(cfg.device, DistEnv(), key="device")
     state = read_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(state).to(device).eval()
+    # Scoring a checkpoint under other data settings than it was trained and evaluated
+    # with is allowed (another split, another protocol), but must not pass unnoticed:
+    # said before the evaluation, which can take long.
+    changed = config_changes(state.get("config", ""), cfg, COMPARED_KEYS)
+    if changed:
+        log.warning("settings differ from the checkpoint's training run: %s", "; ".join(changed))
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     e = cfg.eval
@@ -51,11 +57,6 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         split=cfg.dataset.split,
         reconstructions_dir=run_dir / "reconstructions" if e.save_reconstructions else None,
     )
-    # Scoring a checkpoint under other data settings than it was trained and evaluated
-    # with is allowed (another split, another protocol), but must not pass unnoticed.
-    changed = config_changes(state.get("config", ""), cfg, COMPARED_KEYS)
-    if changed:
-        log.warning("settings differ from the checkpoint's training run: %s", "; ".join(changed))
     results |= {
         "checkpoint": str(cfg.checkpoint),
         "step": int(state["step"]),
