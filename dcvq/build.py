@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from dcvq.model import VQModel
 
 # Keys of a dataset option that choose splits rather than build the dataset.
 _SPLIT_KEYS = ("train_split",)
+# `num_workers: auto` never starts more loader workers than this per process.
+AUTO_MAX_WORKERS = 8
 
 
 def build_model(cfg: DictConfig) -> VQModel:
@@ -53,8 +56,22 @@ def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
         raise
 
 
+def resolve_num_workers(value: int | str) -> int:
+    """Loader workers for ``trainer.num_workers`` / ``num_workers``: an int as given, or
+    ``auto``: one CPU of this process's set for the main process, the rest (at most
+    AUTO_MAX_WORKERS) for workers. PyTorch warns when a loader has more workers than CPUs.
+    Under torchrun every rank of a machine gets the same CPU set, so the ranks share it."""
+    if value != "auto":
+        return int(value)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        cpus = max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(AUTO_MAX_WORKERS, cpus - 1))
+
+
 def build_eval_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, device: torch.device
+    dataset: Dataset, batch_size: int, num_workers: int | str, device: torch.device
 ) -> DataLoader:
     """Evaluation order, no shuffling. The explicit generator keeps creating an iterator
     from drawing on the global RNG (a resumed run would shift its dropout masks)."""
@@ -64,7 +81,7 @@ def build_eval_loader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=num_workers,
+        num_workers=resolve_num_workers(num_workers),
         collate_fn=collate,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),

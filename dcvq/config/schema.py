@@ -178,7 +178,9 @@ class TrainerSchema:
     compile: str = "none"
     channels_last: bool = False  # model, discriminator and batches in channels_last
     resume: bool = True
-    num_workers: int = 4
+    # data-loader workers per process: an int >= 0, or auto (CPUs of this process - 1,
+    # at most 8; torchrun's ranks share their machine's CPUs)
+    num_workers: Any = "auto"
     eval_batch_size: int = 16
     grid_images: int = 8
     progress: bool = True
@@ -227,7 +229,7 @@ class EvaluateSchema:
     )
     device: str = "auto"
     batch_size: int = 16
-    num_workers: int = 4
+    num_workers: Any = "auto"  # int >= 0 or auto, as trainer.num_workers
     grid_images: int = 8
     progress: bool = True
 

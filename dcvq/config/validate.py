@@ -18,6 +18,12 @@ def _get(cfg: DictConfig, key: str, default=None):
     return node
 
 
+def _num_workers_errors(value: object, key: str) -> list[str]:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return []
+    return [f"{key}={value!r}: use auto or a number of data-loader workers >= 0"]
+
+
 def validate(cfg: DictConfig) -> None:
     errors: list[str] = []
     size = _get(cfg, "codebook.size")
@@ -53,6 +59,9 @@ def validate(cfg: DictConfig) -> None:
             errors.append(f"trainer.dist_timeout_min={t.dist_timeout_min} must be > 0")
         if t.get("compile", "none") not in ("none", "codebook", "model"):
             errors.append(f"trainer.compile={t.compile!r}: use none, codebook or model")
+        errors += _num_workers_errors(t.get("num_workers", 0), "trainer.num_workers")
+    if "num_workers" in cfg:  # python -m dcvq.evaluate
+        errors += _num_workers_errors(cfg.get("num_workers", 0), "num_workers")
     protocol = _get(cfg, "eval.protocol")
     if protocol is not None and protocol not in ("clean", "vqct"):
         errors.append(f"eval.protocol={protocol!r}: use clean or vqct")

@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from dcvq.build import build_dataset, build_eval_loader, build_loss, build_model
+from dcvq.build import (
+    build_dataset,
+    build_eval_loader,
+    build_loss,
+    build_model,
+    resolve_num_workers,
+)
 from dcvq.config import validate
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
@@ -201,19 +207,20 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
+        workers = resolve_num_workers(t.num_workers)
         # An explicit generator: creating a loader iterator must not draw from the global
         # RNG, or resuming would shift the dropout masks.
         train = DataLoader(
             train_ds,
             batch_size=t.batch_size,
             sampler=sampler,
-            num_workers=t.num_workers,
+            num_workers=workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=t.num_workers > 0,
+            persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        val = build_eval_loader(val_ds, t.eval_batch_size, t.num_workers, self.device)
+        val = build_eval_loader(val_ds, t.eval_batch_size, workers, self.device)
         return train, val
 
     # ---- steps -------------------------------------------------------------------
