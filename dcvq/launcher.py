@@ -4,6 +4,9 @@ before submission: a mistake costs a message, not a queue wait and a failed job 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -14,6 +17,30 @@ from dcvq.config.validate import ConfigError, validate
 log = logging.getLogger(__name__)
 
 KEY = "hydra.launcher"
+# launch/local_slurm.sh keeps its cluster in $DCVQ_SLURM_DIR (this default) and writes
+# slurm.conf there; hydra/launcher=slurm_local is that cluster.
+LOCAL_SLURM_DIR = "/tmp/dcvq-slurm"
+
+
+def local_slurm_conf(environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """Points Slurm's clients at launch/local_slurm.sh's cluster; returns an error or None.
+
+    ``SLURM_CONF`` set by the user wins. Otherwise ``$DCVQ_SLURM_DIR/slurm.conf`` (as
+    ``local_slurm.sh up`` wrote it) goes into ``environ``: sbatch, squeue and the jobs
+    (sbatch exports the environment, scontrol requeue runs in them) all read it there.
+    """
+    if environ.get("SLURM_CONF"):
+        return None
+    conf = Path(environ.get("DCVQ_SLURM_DIR") or LOCAL_SLURM_DIR) / "slurm.conf"
+    if not conf.is_file():
+        return (
+            f"hydra/launcher=slurm_local: no local Slurm cluster ({conf} does not exist) and "
+            "SLURM_CONF is not set; start one with `sudo launch/local_slurm.sh up` (in "
+            "$DCVQ_SLURM_DIR if you set it, default /tmp/dcvq-slurm) or set SLURM_CONF"
+        )
+    environ["SLURM_CONF"] = str(conf)
+    log.info("hydra/launcher=slurm_local: using the cluster of launch/local_slurm.sh (%s)", conf)
+    return None
 
 
 def launcher_errors(params: Any, slurm: bool) -> list[str]:
@@ -63,6 +90,9 @@ class LauncherCheck(Callback):
         errors: list[str] = []
         if target.endswith(("SlurmLauncher", "LocalLauncher")):
             errors += launcher_errors(launcher, slurm=target.endswith("SlurmLauncher"))
+        choices = config.hydra.get("runtime", {}).get("choices", {})
+        if choices.get("hydra/launcher") == "slurm_local" and (error := local_slurm_conf()):
+            errors.append(error)
         try:
             validate(config)  # what every job shares, checked once here
         except ConfigError as e:
