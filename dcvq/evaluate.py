@@ -1,13 +1,28 @@
-"""Evaluate a checkpoint: ``python -m dcvq.evaluate checkpoint=PATH dataset=... [eval.*]``.
+"""Evaluate a checkpoint: ``python -m dcvq.evaluate checkpoint=PATH [dataset...] [eval.*]``.
 
-Writes ``eval.json`` (the same format as training's final evaluation), a comparison grid
-and optionally the reconstructions into its Hydra run dir.
+Data and evaluation settings are the checkpoint's training run's unless the command line
+sets them: the dataset option and its keys (resolution, split, root, crop policy, ...),
+``eval.protocol`` and ``eval.missing_weights``. FID and LPIPS are on (off during
+training), over the whole split (``eval.max_images`` caps it). With
+``dataset=<another option>`` only the training's preprocessing (resolution, crop policy,
+interpolation) is kept.
+
+Writes a comparison grid, optionally the reconstructions, and last ``eval.json`` (the
+format of training's final evaluation), atomically: an ``eval.json`` is a finished
+evaluation. A stop signal (SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with
+exit status 128 + signal and no ``eval.json``; reconstructions written so far stay in
+``reconstructions.partial/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +35,7 @@ from torchvision.utils import save_image
 from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
 from dcvq.config import CONF_DIR, register
 from dcvq.config.diff import config_changes
+from dcvq.config.schema import dataset_option
 from dcvq.config.validate import validate
 from dcvq.data import dataset_info
 from dcvq.evaluation import Evaluator
@@ -32,40 +48,155 @@ log = logging.getLogger(__name__)
 COMPARED_KEYS = tuple(
     f"dataset.{k}" for k in ("_target_", "resolution", "policy", "interpolation", "layout", "year")
 ) + ("eval.protocol",)
+# The eval keys a training run fixes for its checkpoint. Not taken: fid/lpips (off in
+# training for speed, on here), max_images (a cap for training's evaluations: the whole
+# split here), weight paths (they belong to a machine, not to a run).
+EVAL_FROM_TRAINING = ("protocol", "missing_weights")
+# What the model saw of its images: kept when another dataset option is evaluated.
+PREPROCESSING_KEYS = ("resolution", "policy", "interpolation")
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+
+# checkpoint read by main() before Hydra composes (for its dataset option), used once
+_preloaded: dict[str, dict[str, Any]] = {}
 
 
-def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    validate(cfg)
+class Stopped(BaseException):
+    """A stop signal reached the evaluation. A BaseException: ``except Exception`` (Hydra's
+    included) does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_stopped_by: list[int] = []  # the signal, once one arrived (main process only)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turns the stop signals into :class:`Stopped` in this (the main) process."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            return  # a forked data-loader worker: the main process stops it
+        _stopped_by.append(signum)
+        raise Stopped(signum)
+
+    previous = {}
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _user_keys(overrides: Sequence[str]) -> set[str]:
+    """The config keys a command line sets (``dataset=coco`` chooses an option: ``dataset``
+    is not among them, its keys are not set by it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = set()
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        if o.key_or_group != "dataset" and not o.key_or_group.startswith("hydra"):
+            keys.add(o.key_or_group)
+    return keys
+
+
+def settings_from_training(
+    cfg: DictConfig, saved: DictConfig, overrides: Sequence[str]
+) -> list[str]:
+    """Sets, in ``cfg``, the training run's (``saved``) data and eval settings that
+    ``overrides`` leave unset; returns ``key=value`` for each value that changed."""
+    user = _user_keys(overrides)
+
+    def set_by_user(key: str) -> bool:
+        return any(key == k or key.startswith(k + ".") for k in user)
+
+    taken = []
+
+    def take(node: DictConfig, source: Any, keys: Sequence[str], prefix: str) -> None:
+        for k in keys:
+            if k not in source or k not in node or set_by_user(f"{prefix}.{k}"):
+                continue
+            if node[k] != source[k]:
+                node[k] = source[k]
+                taken.append(f"{prefix}.{k}={source[k]}")
+
+    data = saved.get("dataset")
+    if isinstance(data, DictConfig):
+        same = data.get("_target_") == cfg.dataset.get("_target_")
+        keys = [k for k in data if k != "_target_"] if same else PREPROCESSING_KEYS
+        take(cfg.dataset, data, keys, "dataset")
+    if isinstance(saved.get("eval"), DictConfig):
+        take(cfg.eval, saved.eval, EVAL_FROM_TRAINING, "eval")
+    return taken
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    return _preloaded.pop(str(path), None) or read_checkpoint(path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)  # the file appears whole or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def evaluate_checkpoint(
+    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Evaluate ``cfg.checkpoint`` (a composed ``evaluate`` config) into ``run_dir``.
+
+    ``overrides``: the overrides ``cfg`` was composed with (the command line). Given,
+    every data and eval setting they leave unset is taken from the checkpoint's training
+    run (:func:`settings_from_training`); None: ``cfg`` is used as it is.
+    """
     run_dir = Path(run_dir)
+    state = _read(cfg.checkpoint)
+    saved = OmegaConf.create(state.get("config") or "{}")
+    taken = settings_from_training(cfg, saved, overrides) if overrides is not None else []
+    if taken:
+        log.info("from the checkpoint's training run: %s", ", ".join(taken))
+    validate(cfg)
     device = resolve_device(cfg.device, DistEnv(), key="device")
-    state = read_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(state).to(device).eval()
+    step = int(state["step"])
+    del state  # the optimisers' state is not needed
     # Scoring a checkpoint under other data settings than it was trained and evaluated
     # with is allowed (another split, another protocol), but must not pass unnoticed:
     # said before the evaluation, which can take long.
-    changed = config_changes(state.get("config", ""), cfg, COMPARED_KEYS)
+    changed = config_changes(OmegaConf.to_yaml(saved), cfg, COMPARED_KEYS)
     if changed:
         log.warning("settings differ from the checkpoint's training run: %s", "; ".join(changed))
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     e = cfg.eval
+    partial = run_dir / "reconstructions.partial"  # renamed once the evaluation is complete
     results = Evaluator.from_config(e, device)(
         model,
         loader,
         max_images=e.max_images,
         progress=cfg.progress,
         split=cfg.dataset.split,
-        reconstructions_dir=run_dir / "reconstructions" if e.save_reconstructions else None,
+        reconstructions_dir=partial if e.save_reconstructions else None,
     )
     results |= {
         "checkpoint": str(cfg.checkpoint),
-        "step": int(state["step"]),
+        "step": step,
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "data": dataset_info(dataset),
+        "from_training": taken,
         "differs_from_training": changed,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
     batch = next(iter(loader)).images[: cfg.grid_images].to(device)
     with torch.no_grad():
         recon = model(batch)[0].clamp(-1, 1)
@@ -75,11 +206,15 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         nrow=len(batch),
         padding=2,
     )
+    if e.save_reconstructions:
+        os.replace(partial, run_dir / "reconstructions")
+    _write_atomic(run_dir / "eval.json", json.dumps(results, indent=1))
+    fid = "not measured" if results["fid"] is None else f"{results['fid']:.2f}"
     log.info(
         "%s: PSNR %.2f, FID %s, %d images -> %s",
         cfg.dataset.split,
         results["psnr"],
-        results["fid"],
+        fid,
         results["n_images"],
         run_dir / "eval.json",
     )
@@ -90,8 +225,56 @@ register()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    evaluate_checkpoint(cfg, HydraConfig.get().runtime.output_dir)
+def _main(cfg: DictConfig) -> None:
+    try:
+        evaluate_checkpoint(
+            cfg, HydraConfig.get().runtime.output_dir, HydraConfig.get().overrides.task
+        )
+    except Exception as e:
+        # A data-loader worker that died of the same signal can fail the loader first.
+        if _stopped_by:
+            raise Stopped(_stopped_by[0]) from e
+        raise
+
+
+def _dataset_override(argv: Sequence[str]) -> list[str]:
+    """``dataset=<the checkpoint's option>`` when the command line names none: Hydra
+    composes the dataset option before the checkpoint is read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, checkpoint = OverridesParser.create(), None
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            o = parser.parse_override(arg)
+        except Exception:
+            return []  # Hydra reports it
+        if o.key_or_group == "dataset":
+            return []
+        if o.key_or_group == "checkpoint":
+            checkpoint = str(o.value())
+    if checkpoint is None:
+        return []
+    try:
+        state = read_checkpoint(checkpoint)
+    except Exception:
+        return []  # evaluate_checkpoint reports it, with the run's logging
+    _preloaded[checkpoint] = state
+    saved = OmegaConf.create(state.get("config") or "{}")
+    option = dataset_option(str(OmegaConf.select(saved, "dataset._target_", default="")))
+    return [f"dataset={option}"] if option else []
+
+
+def main() -> None:
+    with stop_on_signals():
+        try:
+            sys.argv[1:] = [*_dataset_override(sys.argv[1:]), *sys.argv[1:]]
+            _main()
+        except Stopped as s:
+            name = signal.Signals(s.signum).name
+            log.error("stopped by %s before the evaluation finished: no eval.json written", name)
+            sys.exit(128 + s.signum)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ class Evaluator:
         self.device = torch.device(device)
         self.protocol = get_protocol(protocol)
         self.weights: dict[str, Any] = {}
+        # {metric: why} for metrics left out for want of weights (eval.missing_weights=skip)
+        self.not_measured: dict[str, str] = {}
         self.inception = self.lpips = None
         if fid:
             path = resolve_inception_weights(fid_weights)
@@ -99,14 +101,24 @@ class Evaluator:
     @classmethod
     def from_config(cls, eval_cfg: Any, device: str | torch.device) -> Evaluator:
         """From the ``eval`` node shared by training and ``python -m dcvq.evaluate``."""
-        return cls(
+        missing = weights.missing_for(eval_cfg)
+        if missing:
+            log.warning(
+                "%s not measured (eval.missing_weights=skip; null in the results): %s; "
+                "`make weights` fetches them",
+                " and ".join(m.upper() for m in missing),
+                "; ".join(missing.values()),
+            )
+        evaluator = cls(
             device=device,
             protocol=eval_cfg.protocol,
-            fid=eval_cfg.fid,
+            fid=eval_cfg.fid and "fid" not in missing,
             fid_weights=eval_cfg.fid_weights,
-            lpips=eval_cfg.lpips,
+            lpips=eval_cfg.lpips and "lpips" not in missing,
             lpips_weights=eval_cfg.lpips_weights,
         )
+        evaluator.not_measured = missing
+        return evaluator
 
     def __call__(
         self,
@@ -129,7 +141,8 @@ class Evaluator:
         or when there are no images), ``codebooks`` ({name: size, used, usage (percent),
         dead, perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``,
         ``note``, ``split``, ``n_images``, ``skipped`` (names of undecodable files),
-        ``versions`` and ``weights`` ({"inception"/"vgg16": {path, official}}).
+        ``versions``, ``weights`` ({"inception"/"vgg16": {path, official}}) and
+        ``not_measured`` ({metric: why} for metrics skipped for want of weights).
         """
         device, proto, lpips_net = self.device, self.protocol, self.lpips
         fid_acc = StreamingFID(self.inception, device) if self.inception is not None else None
@@ -211,6 +224,7 @@ class Evaluator:
             "skipped": skipped,
             "versions": versions(),
             "weights": self.weights,
+            "not_measured": dict(self.not_measured),
         }
 
 

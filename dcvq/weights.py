@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -117,6 +118,26 @@ def fetch(
             log(f"ok       {path} (sha256 verified)")
         paths.append(path)
     return paths
+
+
+def missing_for(eval_cfg: Any) -> dict[str, str]:
+    """``{metric: why}`` for the metrics an ``eval`` node turns on whose weight file is
+    absent, when ``eval.missing_weights=skip``; ``{}`` otherwise (``error``: the metric's
+    loader then fails with instructions). Only absence is skipped: a corrupt or refused
+    file still fails."""
+    if eval_cfg.get("missing_weights", "error") != "skip":
+        return {}
+    wanted = [
+        ("fid", eval_cfg.fid, eval_cfg.fid_weights, INCEPTION, "Inception", "eval.fid_weights"),
+        ("lpips", eval_cfg.lpips, eval_cfg.lpips_weights, VGG16, "VGG16", "eval.lpips_weights"),
+    ]
+    missing = {}
+    for metric, on, given, spec, name, key in wanted:
+        path = Path(given).expanduser() if given else checkpoints_dir() / spec.name
+        if on and not path.is_file():
+            where = f"{key}={given}" if given else str(path)
+            missing[metric] = f"no {name} weights at {where}"
+    return missing
 
 
 def usage_hint(dest: str | os.PathLike | None) -> str:

@@ -198,6 +198,10 @@ class EvalSchema:
     # evaluation (eval.json) always uses max_images
     max_images_during_training: int | None = None
     save_reconstructions: bool = False
+    # a metric whose pretrained weights are not on this machine (FID: Inception, LPIPS:
+    # VGG16): error (stop, say how to get them) or skip (one warning, null in the results
+    # with the reason under not_measured). experiment=demo sets skip.
+    missing_weights: str = "error"
 
 
 @dataclass
@@ -234,6 +238,22 @@ class EvaluateSchema:
     progress: bool = True
 
 
+#: the dataset options of conf/dataset/ and their schemas
+DATASETS = {
+    "samples": SamplesSchema,
+    "ade20k": ADE20KSchema,
+    "celebahq": CelebAHQSchema,
+    "coco": COCOSchema,
+    "cub200": CUB200Schema,
+    "imagefolder": ImageFolderSchema,
+}
+
+
+def dataset_option(target: str) -> str | None:
+    """The conf/dataset option whose schema builds ``target`` (a ``_target_``), if any."""
+    return next((name for name, schema in DATASETS.items() if schema._target_ == target), None)
+
+
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and the resolvers (idempotent)."""
     # ${dcvq.first:a,b,...}: the first value that is set, e.g. the baseline's name, else
@@ -252,10 +272,6 @@ def register() -> None:
     cs.store(group="schema/quantizer", name="gumbel", node=GumbelSchema)
     cs.store(group="schema/quantizer", name="cvq", node=CVQSchema)
     cs.store(group="schema/loss", name="vqgan", node=LossSchema)
-    cs.store(group="schema/dataset", name="samples", node=SamplesSchema)
-    cs.store(group="schema/dataset", name="ade20k", node=ADE20KSchema)
-    cs.store(group="schema/dataset", name="celebahq", node=CelebAHQSchema)
-    cs.store(group="schema/dataset", name="coco", node=COCOSchema)
-    cs.store(group="schema/dataset", name="cub200", node=CUB200Schema)
-    cs.store(group="schema/dataset", name="imagefolder", node=ImageFolderSchema)
+    for name, schema in DATASETS.items():
+        cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(group="schema/trainer", name="default", node=TrainerSchema)

@@ -62,6 +62,9 @@ def validate(cfg: DictConfig) -> None:
         errors += _num_workers_errors(t.get("num_workers", 0), "trainer.num_workers")
     if "num_workers" in cfg:  # python -m dcvq.evaluate
         errors += _num_workers_errors(cfg.get("num_workers", 0), "num_workers")
+    missing = _get(cfg, "eval.missing_weights")
+    if missing is not None and missing not in ("error", "skip"):
+        errors.append(f"eval.missing_weights={missing!r}: use error or skip")
     protocol = _get(cfg, "eval.protocol")
     if protocol is not None and protocol not in ("clean", "vqct"):
         errors.append(f"eval.protocol={protocol!r}: use clean or vqct")

@@ -30,6 +30,7 @@ KEYS = {
     "skipped",
     "versions",
     "weights",
+    "not_measured",
 }
 
 
