@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -13,10 +15,31 @@ from dcvq.trainer import train
 register()
 
 
+def summary(results: dict, run_dir: Path) -> str:
+    """What the run gave and where it went: the last lines a user reads."""
+    usage = ", ".join(
+        f"{name} {cb['usage']:.1f} %" for name, cb in results.get("codebooks", {}).items()
+    )
+    grids = sorted((run_dir / "samples").glob("step_*.png"))
+    lines = [
+        f"held-out {results.get('split', 'evaluation')} split, {results['n_images']} images "
+        f"at step {results['step']}: PSNR {results['psnr']:.2f} dB, L1 {results['l1']:.4f}",
+        f"codebook usage: {usage}",
+        f"run directory: {run_dir}",
+        f"checkpoint: {run_dir / 'checkpoints' / 'last.pt'}",
+    ]
+    if grids:
+        lines.append(f"reconstructions (top: inputs, bottom: outputs): {grids[-1]}")
+    return "\n".join(lines)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    results = train(cfg, HydraConfig.get().runtime.output_dir, logger=instantiate(cfg.logger))
-    # the job's return value (the sweep's objective); only rank 0 has results
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    results = train(cfg, run_dir, logger=instantiate(cfg.logger))
+    if results:  # only rank 0 has results
+        print(summary(results, run_dir), flush=True)
+    # the job's return value (the sweep's objective)
     return float(results.get("psnr", float("nan")))
 
 
