@@ -60,11 +60,14 @@ def resolve_num_workers(value: int | str) -> int:
     """Loader workers for ``trainer.num_workers`` / ``num_workers``: an int as given, or
     ``auto``: one CPU of this process's set for the main process, the rest (at most
     AUTO_MAX_WORKERS) for workers. PyTorch warns when a loader has more workers than CPUs.
-    Under torchrun every rank of a machine gets the same CPU set, so the ranks share it."""
+    A Slurm task counts its ``--cpus-per-task`` (its CPU set may be the whole node where
+    the cluster does not bind tasks); under torchrun the ranks of a machine share its set."""
     if value != "auto":
         return int(value)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        cpus = min(cpus, int(os.environ["SLURM_CPUS_PER_TASK"]))
     if "TORCHELASTIC_RUN_ID" in os.environ:
         cpus = max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(AUTO_MAX_WORKERS, cpus - 1))

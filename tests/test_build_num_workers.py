@@ -28,11 +28,13 @@ def _cpus() -> int:
         (16, {}, 8),  # capped
         (64, {"TORCHELASTIC_RUN_ID": "x", "LOCAL_WORLD_SIZE": "8"}, 7),  # 8 ranks share 64
         (4, {"TORCHELASTIC_RUN_ID": "x", "LOCAL_WORLD_SIZE": "8"}, 0),
+        (128, {"SLURM_CPUS_PER_TASK": "8"}, 7),  # slurm_a100: 8 CPUs per rank, unbound
+        (2, {"SLURM_CPUS_PER_TASK": "1"}, 0),  # slurm_local
     ],
 )
 def test_auto_leaves_one_cpu_per_process(monkeypatch, cpus, env, expected):
     monkeypatch.setattr(build.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
-    for name in ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE"):
+    for name in ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "SLURM_CPUS_PER_TASK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
