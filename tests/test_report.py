@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
@@ -238,6 +239,8 @@ def test_figures_are_pngs_from_the_last_grids(table2_sweep):
     assert (10, 20, 30) in colours  # the other run's own inputs
     with Image.open(table2_sweep / "figures" / "usage_table2-ms-coco.png") as im:
         colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+        # the 5 finished runs one under another, two codebook panels wide
+        assert im.width >= 2 * rp.figures.MAX_COLUMNS and 5 * 150 <= im.height <= 5 * 400
     assert rp.COLOURS["global"] in colours and rp.COLOURS["local"] in colours
     assert rp.DEAD_COLOUR in colours
 
@@ -279,9 +282,49 @@ def test_usage_figure_puts_codebooks_side_by_side():
         ),
     }
     dual_fig, vq_fig, big_fig = (rp.usage_figure(r) for r in runs.values())
-    assert dual_fig.width >= 2 * 512 > vq_fig.width - 100 and vq_fig.width >= 1024
-    assert big_fig.width < 1200  # 4096 codes folded into 1024 columns
+    # one panel per codebook, in one row: global left, local right
+    left, right = (ax.get_position() for ax in dual_fig.axes)
+    assert left.y0 == pytest.approx(right.y0) and left.x1 < right.x0
+    assert [ax.get_title(loc="left").split(":")[0] for ax in dual_fig.axes] == ["global", "local"]
+    assert len(vq_fig.axes) == 1 and dual_fig.get_figwidth() == 2 * vq_fig.get_figwidth()
+    # 4096 codes folded into MAX_COLUMNS columns, the 5 dead codes still marked
+    bars, dead = (p.get_data().values for p in big_fig.axes[0].patches)
+    assert len(bars) == rp.figures.MAX_COLUMNS and (dead > dead.min()).sum() == 1
     assert rp.usage_figure(rp.Run(Path("d"), "d", None, "x", "VQ-GAN", "", "", 8, None)) is None
+
+
+def test_folding_keeps_used_and_dead_codes():
+    peak, dead, per_col = rp.figures.fold_counts(np.array([0, 5, 1, 1, 2]), max_columns=2)
+    assert per_col == 3 and peak.tolist() == [5, 2] and dead.tolist() == [True, False]
+    # the padding of a short last column is not a dead code
+    assert not rp.figures.fold_counts(np.ones(1001, dtype=int), 512)[1].any()
+    assert rp.figures.fold_counts(np.arange(8), 512)[0].tolist() == list(range(8))
+
+
+def test_an_option_the_paper_does_not_have_gets_its_own_row(table2_sweep):
+    """A new quantizer (or baseline) option is named after itself, never filed under a
+    paper row; the paper's rows stay as they were."""
+    launch = table2_sweep / "2026-01-03_00-00-00"
+    t2 = {"experiment": "table2"}
+    books = {"codebook": counts(512)}
+    job(launch, "0_my_vq_n512", plain(), 512, t2 | {"quantizer": "my_vq"}, result=results(9, books))
+    dual_books = {"global": counts(512), "local": counts(512)}
+    q = {"quantizer": "t256_s64"}
+    job(launch, "1_t256_s64_n512", dual(256, 64), 512, t2 | q, result=results(3.9, dual_books))
+    base = {"quantizer": None, "baseline": "mine"}
+    job(launch, "2_mine_n512", plain("GumbelQuantizer"), 512, t2 | base, result=results(8, books))
+    rep = rp.report(table2_sweep)
+    md = rep.markdown.read_text()
+    assert "| 9.00 | — |" in md_line(md, "", "my_vq", "-", "-", "512")
+    assert "| 3.90 | — |" in md_line(md, "", "t256_s64", "T-256", "S-64", "512")
+    assert "| 8.00 | — |" in md_line(md, "", "mine", "-", "-", "512")
+    # the paper's rows are all still there, and VQ-GAN at 512 is still only the vq run
+    assert "| 14.90 | 14.45 |" in md_line(md, "(i)", "VQ-GAN", "-", "-", "1024")
+    assert "| 4.31 | 4.19 |" in md_line(md, "(v)", "Dual Codebook", "T-128", "S-128", "512")
+    assert "| 15.50 | — |" in md_line(md, "", "VQ-GAN", "-", "-", "512")
+    with open(rep.csv, newline="") as f:
+        models = [r["model"] for r in csv.DictReader(f)]
+    assert {"my_vq", "t256_s64", "mine"} <= set(models) and models.count("VQ-GAN") == 2
 
 
 def test_table1_names_baselines_as_the_paper(tmp_path):
@@ -360,6 +403,10 @@ def test_names_come_from_the_config_without_hydra_choices():
     assert rp.describe(cfg(plain("CVQQuantizer")), {})[0] == "CVQ"
     assert rp.describe(cfg(dual(64, 192), size=512), {}) == ("Dual Codebook", "T-64", "S-192", 512)
     assert rp.describe(cfg(dual(128, 128, False)), {})[1:3] == ("S-128", "S-128")
+    # with Hydra's choices: the paper's options keep the paper's names, others their own
+    assert rp.describe(cfg(plain()), {"quantizer": "vq"})[0] == "VQ-GAN"
+    assert rp.describe(cfg(dual(128, 128)), {"quantizer": "t128_s128"})[0] == "Dual Codebook"
+    assert rp.describe(cfg(plain()), {"quantizer": "my_vq"}) == ("my_vq", "", "", 1024)
     assert [
         rp.table_of_experiment(e) for e in ("table1_ade20k", "table2", "tableS1_cub", "demo", None)
     ] == ["1", "2", "S1", None, None]

@@ -1,0 +1,218 @@
+"""A report's figures, drawn with matplotlib on its Agg canvas (no display, no pyplot
+state): codebook usage by code index as in the paper's Figure 3, and the same inputs
+reconstructed by every run as in its Figure 4."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.font_manager import FontProperties
+from PIL import Image
+
+from dcvq.report.collect import Run
+from dcvq.report.tables import Section, fmt
+
+# The paper's Figure 3 draws the global codebook red, local (and VQ-GAN's single codebook)
+# blue. RGB 0-255, as they appear in the PNG.
+COLOURS = {"global": (214, 39, 40), "local": (31, 119, 180)}
+DEFAULT_COLOUR = (31, 119, 180)
+DEAD_COLOUR = (170, 170, 170)
+DPI = 100
+PANEL_INCHES = (6.4, 2.2)  # one codebook's usage panel
+MAX_COLUMNS = 512  # usage columns per panel (>= 1 px each): more codes are folded
+FONT_SIZE = 9
+MIN_ROW_PX = 48  # tiny grids are enlarged (pixel-exact) to at least this height
+
+
+def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
+    """A figure of ``width`` x ``height`` inches on an Agg canvas."""
+    fig = Figure(figsize=(width, height), dpi=DPI, **kwargs)
+    FigureCanvasAgg(fig)  # Agg, never the interactive backend: reports run headless
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    return path
+
+
+def _rgb(colour: tuple[int, int, int]) -> tuple[float, ...]:
+    return tuple(c / 255 for c in colour)
+
+
+def _text_px(text: str, size: float = FONT_SIZE) -> tuple[float, float]:
+    """Width and height in pixels of (multi-line) ``text`` as the Agg renderer draws it."""
+    renderer = FigureCanvasAgg(Figure(dpi=DPI)).get_renderer()
+    prop = FontProperties(size=size)
+    sizes = [
+        renderer.get_text_width_height_descent(ln or " ", prop, ismath=False)
+        for ln in text.splitlines()
+    ]
+    return max(w for w, _, _ in sizes), 1.2 * size * DPI / 72 * len(sizes)
+
+
+# ---- Figure 3: codebook usage --------------------------------------------------------
+def fold_counts(
+    counts: np.ndarray, max_columns: int = MAX_COLUMNS
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(peak, dead, codes per column)``: adjacent codes share a column when there are
+    more than ``max_columns``; a column shows its busiest code and counts as dead when
+    any of its codes is, so neither a used nor a dead code drops out of the picture."""
+    n = counts.size
+    per_col = max(1, math.ceil(n / max_columns))
+    padded = np.zeros(math.ceil(n / per_col) * per_col, dtype=np.int64)
+    padded[:n] = counts
+    cols = padded.reshape(-1, per_col)
+    dead = (cols == 0).any(axis=1)
+    if n % per_col:  # the padding of the last column is not a dead code
+        dead[-1] = (counts[(len(cols) - 1) * per_col :] == 0).any()
+    return cols.max(axis=1), dead, per_col
+
+
+def usage_panel(ax: Axes, name: str, stats: dict[str, Any]) -> None:
+    """Code counts by code index for one codebook; dead codes as a grey strip below."""
+    counts = np.asarray(stats.get("counts") or [], dtype=np.int64)
+    n = counts.size
+    peak, dead, per_col = fold_counts(counts)
+    edges = np.minimum(np.arange(peak.size + 1) * per_col, n)
+    top = max(int(peak.max(initial=0)), 1)
+    colour = _rgb(COLOURS.get(name, DEFAULT_COLOUR))
+    ax.stairs(peak, edges, fill=True, color=colour, linewidth=0)
+    strip = 0.1 * top
+    ax.stairs(
+        np.where(dead, -0.03 * top, -strip),
+        edges,
+        baseline=-strip,
+        fill=True,
+        color=_rgb(DEAD_COLOUR),
+        linewidth=0,
+    )
+    ax.set_xlim(0, max(n, 1))
+    ax.set_ylim(-strip, 1.05 * top)
+    ax.set_yticks([0, top], [f"{0}", f"{top:,}"])
+    ax.set_xlabel("code index", fontsize=FONT_SIZE - 1, labelpad=1)
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    used = stats.get("used", int((counts > 0).sum()))
+    ax.set_title(
+        f"{name}: {used}/{n} codes used ({fmt(stats.get('usage'), 1)}%), "
+        f"{stats.get('dead', '?')} dead, perplexity {fmt(stats.get('perplexity'), 1)}",
+        fontsize=FONT_SIZE,
+        loc="left",
+    )
+
+
+def _books(run: Run) -> dict[str, dict[str, Any]]:
+    return {n: b for n, b in run.codebooks.items() if b.get("counts")}
+
+
+def _draw_usage(fig: Figure | SubFigure, run: Run, ncols: int) -> None:
+    books = _books(run)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    for ax, (name, stats) in zip(axes, books.items(), strict=False):
+        usage_panel(ax, name, stats)
+    for ax in axes[len(books) :]:
+        ax.set_visible(False)
+    header = f"{run.dataset} · {run.label} · step {run.step} · {run.rel}"
+    fig.suptitle(header, fontsize=FONT_SIZE + 1, x=0.01, ha="left")
+
+
+def usage_figure(run: Run) -> Figure | None:
+    """One run: a panel per codebook, side by side (global left, local right)."""
+    books = _books(run)
+    if not books:
+        return None
+    fig = new_figure(PANEL_INCHES[0] * len(books), PANEL_INCHES[1], layout="constrained")
+    _draw_usage(fig, run, len(books))
+    return fig
+
+
+def usage_section_figure(runs: Sequence[Run]) -> Figure | None:
+    """Every run of a section, one under another, codebooks in the same columns."""
+    runs = [r for r in runs if _books(r)]
+    if not runs:
+        return None
+    ncols = max(len(_books(r)) for r in runs)
+    fig = new_figure(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * len(runs), layout="constrained")
+    for sub, run in zip(fig.subfigures(len(runs), 1, squeeze=False)[:, 0], runs, strict=True):
+        _draw_usage(sub, run, ncols)
+    return fig
+
+
+# ---- Figure 4: reconstructions -------------------------------------------------------
+def split_grid(path: Path) -> tuple[Image.Image, Image.Image]:
+    """A training sample grid -> (inputs row, reconstructions row)."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    half = im.height // 2
+    return im.crop((0, 0, im.width, half)), im.crop((0, half, im.width, im.height))
+
+
+def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
+    """The inputs, then each run's reconstructions of them, labelled; one axes per row.
+
+    Runs of one section share their inputs (the first evaluation batch of the same
+    split); a run whose inputs differ gets its own inputs row above its reconstructions.
+    Images are shown pixel for pixel (tiny grids enlarged by a whole factor).
+    """
+    rows: list[tuple[str, Image.Image]] = []
+    inputs: Image.Image | None = None
+    for run in runs:
+        if run.sample is None:
+            continue
+        try:
+            top, bottom = split_grid(run.sample)
+        except OSError:
+            continue  # a grid being written while we read: skip it, not the report
+        if inputs is None or top.size != inputs.size or top.tobytes() != inputs.tobytes():
+            inputs = top
+            rows.append(("inputs" if not rows else f"inputs of\n{run.rel}", top))
+        step = re.search(r"(\d+)", run.sample.stem)
+        size = f"{run.codebook_size} codes" if run.codebook_size else "?"
+        text = f"{run.title}\n{size}, step {int(step.group(1)) if step else '?'}"
+        text += "" if run.ok else " (unfinished)"
+        rows.append((text, bottom))
+    if not rows:
+        return None
+    labels = [_text_px(t) for t, _ in rows]
+    min_h = max(MIN_ROW_PX, max(h for _, h in labels) + 12)
+    scale = max(1, math.ceil(min_h / min(im.height for _, im in rows)))
+    label_w = max(160, math.ceil(max(w for w, _ in labels)) + 16)
+    width = label_w + scale * max(im.width for _, im in rows)
+    height = scale * sum(im.height for _, im in rows)
+    fig = new_figure(width / DPI, height / DPI)
+    y = height
+    for text, im in rows:
+        w, h = im.width * scale, im.height * scale
+        y -= h
+        ax = fig.add_axes((label_w / width, y / height, w / width, h / height))
+        ax.imshow(np.asarray(im), interpolation="nearest", aspect="auto")
+        ax.set_axis_off()
+        fig.text(8 / width, (y + h / 2) / height, text, fontsize=FONT_SIZE, va="center")
+    return fig
+
+
+def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[Path]]:
+    """``{section slug: [usage figure, reconstruction figure]}`` written to ``fig_dir``."""
+    written: dict[str, list[Path]] = {}
+    # figures of an earlier report (a section that is gone) must not linger beside new ones
+    for kind in ("usage", "reconstructions"):
+        for old in fig_dir.glob(f"{kind}_*.png"):
+            old.unlink()
+    for section in sections:
+        usage = usage_section_figure([r for r in section.runs if r.ok])
+        recon = reconstruction_figure([r for r in section.runs if r.sample is not None])
+        for kind, fig in (("usage", usage), ("reconstructions", recon)):
+            if fig is not None:
+                path = save(fig, fig_dir / f"{kind}_{section.slug}.png")
+                written.setdefault(section.slug, []).append(path)
+    return written
