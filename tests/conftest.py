@@ -149,3 +149,21 @@ def inception_weights(empty_torch_home, standin_inception_file) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(standin_inception_file, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def wandb_records():
+    """tests/logger/wandb_records.py, the reader of wandb's offline run files: a test helper
+    (dcvq itself never parses wandb's private format), loaded by path since tests/ is not a
+    package."""
+    import importlib.util
+    import sys
+
+    name = "dcvq_tests_wandb_records"
+    if name not in sys.modules:  # dataclasses look their module up in sys.modules
+        path = Path(__file__).parent / "logger" / "wandb_records.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None, path
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]

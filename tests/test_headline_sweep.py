@@ -8,13 +8,12 @@ import sys
 import pytest
 
 from dcvq.config import CONF_DIR
-from dcvq.logger.wandb_offline import find_runs, read_run
 
 TABLE2 = {"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"}
 
 
 @pytest.mark.slow
-def test_headline_sweep_with_wandb_and_report(tiny_overrides, tmp_path, monkeypatch):
+def test_headline_sweep_with_wandb_and_report(wandb_records, tiny_overrides, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
@@ -45,7 +44,8 @@ def test_headline_sweep_with_wandb_and_report(tiny_overrides, tmp_path, monkeypa
     results = [json.loads((j / "eval.json").read_text()) for j in jobs]
     assert all(r["n_images"] == 4 for r in results)
 
-    runs = [read_run(p) for p in find_runs(sweep)]
+    # the sweep's process has exited: every run log is complete
+    runs = [wandb_records.read_run(p) for p in wandb_records.find_runs(sweep)]
     assert len(runs) == 10 and len({r.run_id for r in runs}) == 10
     assert {r.group for r in runs} == {str(sweep)}
     assert {r.job_type for r in runs} == TABLE2

@@ -18,8 +18,10 @@ One wandb run per training job, filed under the job's Hydra run dir
   run, so offline it starts a new run in the same group named
   ``<first run's name>-resume@<step>``, with ``resumed_from_step`` and ``continues_run_id``
   in its config.
-* **Finish.** ``Run.finish()`` returns before wandb's service has flushed the run file;
-  ``finish`` waits (bounded) until the file is complete, so it can be read or synced.
+* **Finish.** ``Run.finish()``, wandb's public API, and nothing else (dcvq does not read
+  wandb's private run-file format). wandb's service may write the last block of an offline
+  run file just after it returns; wandb's exit hook flushes the rest when the process
+  ends, before ``wandb sync`` would read it.
 * **Histograms.** ``wandb.Histogram`` takes at most 512 bins: a codebook of N > 512 codes
   is shown as a histogram over code index with adjacent codes summed into <= 512 bins,
   plus a sorted usage curve backed by a table of all N counts.
@@ -43,7 +45,6 @@ import torch
 from torch import Tensor
 
 from dcvq.logger.base import RunLogger
-from dcvq.logger.wandb_offline import wait_until_finished
 
 STATE_FILE = "wandb_run.json"
 MAX_HISTOGRAM_BINS = 512  # wandb.Histogram refuses more
@@ -145,7 +146,6 @@ class WandbLogger(RunLogger):
         job_num: int | None = None,
         settings: Mapping[str, Any] | None = None,
         fallback_offline: bool = True,
-        finish_timeout: float = 30.0,
     ) -> None:
         self.project = project
         self.entity = entity
@@ -159,7 +159,6 @@ class WandbLogger(RunLogger):
         self.job_num = job_num
         self.settings = dict(settings or {})
         self.fallback_offline = fallback_offline
-        self.finish_timeout = float(finish_timeout)
         self.run: Any = None  # the wandb Run; None before start, after finish, or disabled
         self.resolved_mode: str | None = None
 
@@ -273,11 +272,7 @@ class WandbLogger(RunLogger):
             return str(run_dir)
 
     def finish(self) -> None:
-        """Close the run and wait until its local log is complete. Safe to call twice.
-
-        ``Run.finish()`` returns before wandb's service has written the end of
-        ``run-<id>.wandb``; waiting here means the file is whole once this returns, for
-        ``wandb sync``, for readers in the same process and for the next multirun job.
+        """Close the run (wandb's ``Run.finish()``). Safe to call twice.
 
         Called from the trainer's ``finally``: when an exception is on its way out (a
         crash, not a clean ``sys.exit(0)``), the run is closed with exit code 1 so the
@@ -286,17 +281,7 @@ class WandbLogger(RunLogger):
         run, self.run = self.run, None
         if run is None:
             return
-        sync_file = getattr(getattr(run, "settings", None), "sync_file", None)
         run.finish(exit_code=_exit_code(sys.exc_info()[1]))
-        complete = not (sync_file and Path(sync_file).is_file()) or wait_until_finished(
-            sync_file, timeout=self.finish_timeout
-        )
-        if not complete:
-            warnings.warn(
-                f"wandb run log {sync_file} still incomplete after "
-                f"{self.finish_timeout:.0f} s; it may finish after this process exits",
-                stacklevel=2,
-            )
 
     # -- logging -----------------------------------------------------------------------
 

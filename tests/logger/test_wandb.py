@@ -29,7 +29,6 @@ from dcvq.logger.wandb import (
     resolve_mode,
     usage_histogram_bins,
 )
-from dcvq.logger.wandb_offline import find_runs, read_run
 
 REPO = Path(__file__).resolve().parents[2]
 # Keep each wandb start cheap and self-contained: no system-stats sampler, no git probing,
@@ -139,7 +138,7 @@ def test_resolve_mode(monkeypatch, tmp_path):
 # -- real offline runs ------------------------------------------------------------------
 
 
-def test_offline_run_records_config_metrics_usage_and_image(wandb_env, tmp_path):
+def test_offline_run_records_config_metrics_usage_and_image(wandb_records, wandb_env, tmp_path):
     run_dir = tmp_path / "job"
     config = {
         "quantizer": {"name": "dual", "global_dim": 8},
@@ -165,9 +164,9 @@ def test_offline_run_records_config_metrics_usage_and_image(wandb_env, tmp_path)
     logger.finish()
     logger.finish()  # a second call (error path after normal end) is harmless
 
-    (path,) = find_runs(run_dir)
+    (path,) = wandb_records.find_runs(run_dir)
     assert path.is_relative_to(run_dir / "wandb")
-    run = read_run(path)
+    run = wandb_records.read_finished(path)
     assert run.complete and run.finished and run.exit_code == 0
     assert run.group == "sweep-A" and run.job_type == "t128_s128"
     assert run.name == "t128_s128-n1024-samples" and run.tags == ["test"]
@@ -207,22 +206,22 @@ def test_offline_run_records_config_metrics_usage_and_image(wandb_env, tmp_path)
     ]
 
 
-def test_two_loggers_in_one_process_make_two_runs(wandb_env, tmp_path):
+def test_two_loggers_in_one_process_make_two_runs(wandb_records, wandb_env, tmp_path):
     ids = []
     for job in range(2):
         logger = WandbLogger(group="sweep", name=f"job{job}", settings=FAST)
         logger.start({"job": job}, tmp_path / str(job), resumed_from_step=0)
         logger.log_metrics({"train/loss": float(job)}, step=1)
         logger.finish()
-        (path,) = find_runs(tmp_path / str(job))
-        run = read_run(path)
+        (path,) = wandb_records.find_runs(tmp_path / str(job))
+        run = wandb_records.read_finished(path)
         assert run.config["job"] == job and run.name == f"job{job}"
         assert run.series("train/loss") == [(1, float(job))]
         ids.append(run.run_id)
     assert ids[0] != ids[1]
 
 
-def test_offline_resume_is_a_new_run_in_the_same_group(wandb_env, tmp_path):
+def test_offline_resume_is_a_new_run_in_the_same_group(wandb_records, wandb_env, tmp_path):
     run_dir = tmp_path / "job"
     first = WandbLogger(group="sweep-B", name="vq-n512-samples", settings=FAST)
     first.start({"lr": 1.0}, run_dir, resumed_from_step=0)
@@ -237,7 +236,7 @@ def test_offline_resume_is_a_new_run_in_the_same_group(wandb_env, tmp_path):
         again.log_metrics({"train/loss": 2.0}, step=step + 1)
         again.finish()
 
-    runs = [read_run(p) for p in find_runs(run_dir)]
+    runs = [wandb_records.read_finished(p) for p in wandb_records.find_runs(run_dir)]
     assert len(runs) == 3 and len({r.run_id for r in runs}) == 3
     assert {r.group for r in runs} == {"sweep-B"}
     assert [r.name for r in runs] == [
@@ -253,7 +252,7 @@ def test_offline_resume_is_a_new_run_in_the_same_group(wandb_env, tmp_path):
     assert [r["id"] for r in state["runs"]] == [r.run_id for r in runs]
 
 
-def test_a_crash_is_recorded_as_a_failed_run(wandb_env, tmp_path):
+def test_a_crash_is_recorded_as_a_failed_run(wandb_records, wandb_env, tmp_path):
     logger = WandbLogger(settings=FAST)
     logger.start({}, tmp_path / "job", resumed_from_step=0)
     with pytest.raises(ZeroDivisionError):
@@ -262,8 +261,8 @@ def test_a_crash_is_recorded_as_a_failed_run(wandb_env, tmp_path):
             1 / 0  # noqa: B018 - the crash the trainer's finally sees
         finally:
             logger.finish()
-    (path,) = find_runs(tmp_path / "job")
-    run = read_run(path)
+    (path,) = wandb_records.find_runs(tmp_path / "job")
+    run = wandb_records.read_finished(path)
     assert run.exit_code == 1 and run.series("train/loss") == [(1, 1.0)]
 
 
@@ -401,7 +400,7 @@ logger:
 
 
 def test_yaml_in_a_multirun_gives_one_run_per_job_grouped_by_sweep(
-    wandb_env, tmp_path, hydra_sweep_runner
+    wandb_records, wandb_env, tmp_path, hydra_sweep_runner
 ):
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
@@ -438,7 +437,9 @@ def test_yaml_in_a_multirun_gives_one_run_per_job_grouped_by_sweep(
     ) as sweep:
         # Read inside the block: the runner deletes the sweep dir on exit.
         run_dirs = [job.return_value for job in sweep.returns[0]]
-        runs = [read_run(p) for d in run_dirs for p in find_runs(d)]
+        runs = [
+            wandb_records.read_finished(p) for d in run_dirs for p in wandb_records.find_runs(d)
+        ]
     assert len(runs) == 4 and len({r.run_id for r in runs}) == 4
     assert {r.group for r in runs} == {str(sweep_dir)}
     assert sorted(r.name for r in runs) == [
@@ -477,7 +478,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_without_a_key_it_never_prompts(tmp_path, monkeypatch):
+def test_without_a_key_it_never_prompts(wandb_records, tmp_path, monkeypatch):
     _isolate(monkeypatch, tmp_path / "home")
     (tmp_path / "home").mkdir()
     monkeypatch.delenv("WANDB_SILENT")  # show whatever wandb would print
@@ -518,5 +519,5 @@ def test_without_a_key_it_never_prompts(tmp_path, monkeypatch):
     assert "Enter your choice" not in text and "API key" not in text
     for i in range(3):
         assert f"MODE {i} offline" in text
-        (path,) = find_runs(run_dir / str(i))
-        assert read_run(path).series("train/loss") == [(1, float(i))]
+        (path,) = wandb_records.find_runs(run_dir / str(i))
+        assert wandb_records.read_finished(path).series("train/loss") == [(1, float(i))]

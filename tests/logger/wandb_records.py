@@ -1,8 +1,13 @@
-"""Read back what an offline wandb run recorded, without a server and without wandb sync.
+"""Test helper: read back what an offline wandb run recorded (no server, no wandb sync).
+
+Not part of dcvq: the package only talks to wandb through its public API and never parses
+wandb's private file format; the tests use this to check what a run actually recorded.
+Loaded by the ``wandb_records`` fixture (tests/conftest.py). To list offline runs outside
+the tests use wandb's own ``wandb sync --dry-run PATH...``.
 
 wandb >= 0.2x writes an offline run as one binary ``run-<id>.wandb`` log (plus media files)
-and no longer ships a reader for it (the old ``datastore`` module and ``wandb sync --view``
-are gone). The log uses LevelDB's log framing with wandb's own file header:
+and ships no reader for it (the old ``datastore`` module and ``wandb sync --view`` are
+gone). The log uses LevelDB's log framing with wandb's own file header:
 
 * file header, 7 bytes: ``b":W&B"``, magic ``0xBEE1`` (uint16 LE), version ``0`` (uint8);
 * then 32 KiB blocks (the first one includes the file header) of chunks, each a 7-byte
@@ -12,8 +17,9 @@ are gone). The log uses LevelDB's log framing with wandb's own file header:
   zlib's CRC-32 of the type byte followed by the payload;
 * each reassembled record is a serialized ``wandb.proto.wandb_internal_pb2.Record``.
 
-``python -m dcvq.logger.wandb_offline DIR`` prints a one-line summary per run found under
-DIR, for checking offline runs before ``wandb sync``.
+``WandbLogger.finish`` returns when wandb's ``Run.finish()`` does, which can be before
+wandb's service has flushed the log's last block: read a run in the process that wrote
+it only after :func:`wait_until_finished` (a finished process has flushed everything).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import sys
 import time
 import zlib
 from collections import deque
@@ -282,24 +287,8 @@ def find_runs(directory: str | Path) -> list[Path]:
     return sorted(found, key=order)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: one line per offline run under the given directories."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m dcvq.logger.wandb_offline DIR [DIR ...]", file=sys.stderr)
-        return 2
-    for directory in args:
-        for path in find_runs(directory):
-            run = read_run(path)
-            last = run.history[-1]["_step"] if run.history else None
-            state = "finished" if run.finished else "unfinished"
-            print(
-                f"{run.run_id}  group={run.group or '-'}  name={run.name or '-'}  "
-                f"job_type={run.job_type or '-'}  rows={len(run.history)}  last_step={last}  "
-                f"{state}  {path}"
-            )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def read_finished(path: str | Path, timeout: float = 30.0) -> OfflineRun:
+    """:func:`read_run` once the log is complete, for a run finished in this process
+    (see the module docstring); after ``timeout`` seconds, the run as it stands."""
+    wait_until_finished(path, timeout=timeout)
+    return read_run(path)

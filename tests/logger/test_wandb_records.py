@@ -1,4 +1,5 @@
-"""The offline run-file reader, on logs written here byte by byte (no wandb service).
+"""The tests' reader of wandb's offline run files (wandb_records.py), on logs written
+here byte by byte (no wandb service).
 
 A small writer below frames payloads the way wandb does (LevelDB log blocks); the real
 wandb-written files are read back in test_wandb.py.
@@ -14,18 +15,14 @@ from pathlib import Path
 import pytest
 from wandb.proto import wandb_internal_pb2 as pb
 
-from dcvq.logger.wandb_offline import (
-    OfflineRunError,
-    find_runs,
-    is_finished,
-    iter_records,
-    main,
-    read_run,
-    wait_until_finished,
-)
-
 BLOCK = 32768
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+@pytest.fixture
+def wr(wandb_records):
+    """The reader under test: tests/logger/wandb_records.py, via the conftest fixture."""
+    return wandb_records
 
 
 def frame(payloads: list[bytes]) -> bytes:
@@ -123,16 +120,16 @@ def records() -> list[bytes]:
         [b"a" * (BLOCK - 28), b"", b"c" * 10, b"d"],
     ],
 )
-def test_framing_roundtrip_across_blocks_and_trailers(tmp_path, payloads):
+def test_framing_roundtrip_across_blocks_and_trailers(wr, tmp_path, payloads):
     path = tmp_path / "run-x.wandb"
     path.write_bytes(frame(payloads))
-    assert list(iter_records(path)) == payloads
+    assert list(wr.iter_records(path)) == payloads
 
 
-def test_read_run_decodes_config_history_summary(tmp_path):
+def test_read_run_decodes_config_history_summary(wr, tmp_path):
     path = tmp_path / "run-abc123.wandb"
     path.write_bytes(frame(records()))
-    run = read_run(path)
+    run = wr.read_run(path)
     assert (run.run_id, run.project, run.entity) == ("abc123", "dcvq", "me")
     assert (run.group, run.job_type, run.name) == ("sweep-1", "dual", "dual-n1024")
     assert run.tags == ["a", "b"]
@@ -148,47 +145,47 @@ def test_read_run_decodes_config_history_summary(tmp_path):
     assert run.history[2]["big"] == "y" * 80_000
     assert run.summary == {"train/loss": 1.0, "_wandb": {"runtime": 3}}
     assert run.finished and run.exit_code == 0 and run.complete
-    assert read_run(tmp_path).run_id == "abc123"  # the run dir works too
-    assert is_finished(path)
+    assert wr.read_run(tmp_path).run_id == "abc123"  # the run dir works too
+    assert wr.is_finished(path)
 
 
-def test_torn_tail_keeps_what_came_before(tmp_path):
+def test_torn_tail_keeps_what_came_before(wr, tmp_path):
     data = frame(records())
     path = tmp_path / "run-abc123.wandb"
     path.write_bytes(data[:-3])  # killed mid-write: the exit record is cut
-    run = read_run(path)
+    run = wr.read_run(path)
     assert not run.complete and not run.finished
     assert [row["_step"] for row in run.history] == [1, 3, 5]
-    assert not is_finished(path)
-    assert not wait_until_finished(path, timeout=0.05)
+    assert not wr.is_finished(path)
+    assert not wr.wait_until_finished(path, timeout=0.05)
 
 
-def test_unfinished_log_is_not_finished(tmp_path):
+def test_unfinished_log_is_not_finished(wr, tmp_path):
     path = tmp_path / "run-abc123.wandb"
     path.write_bytes(frame(records()[:-1]))  # no exit record yet
-    assert read_run(path).complete and not is_finished(path)
+    assert wr.read_run(path).complete and not wr.is_finished(path)
 
 
-def test_records_after_the_exit_record_still_count_as_finished(tmp_path):
+def test_records_after_the_exit_record_still_count_as_finished(wr, tmp_path):
     # wandb may append environment records after the exit record.
     env = pb.Record()
     env.environment.os = "Linux"
     path = tmp_path / "run-abc123.wandb"
     path.write_bytes(frame([*records(), env.SerializeToString(), env.SerializeToString()]))
-    assert is_finished(path) and read_run(path).finished
+    assert wr.is_finished(path) and wr.read_run(path).finished
 
 
-def test_bad_files_are_refused(tmp_path):
+def test_bad_files_are_refused(wr, tmp_path):
     bad = tmp_path / "run-bad.wandb"
     bad.write_bytes(b"not a wandb log at all")
-    with pytest.raises(OfflineRunError, match="not a wandb run log"):
-        read_run(bad)
+    with pytest.raises(wr.OfflineRunError, match="not a wandb run log"):
+        wr.read_run(bad)
     data = bytearray(frame(records()))
     data[40] ^= 0xFF  # flip a byte inside the first record
     bad.write_bytes(bytes(data))
-    with pytest.raises(OfflineRunError, match="CRC mismatch"):
-        read_run(bad)
-    assert not is_finished(bad)
+    with pytest.raises(wr.OfflineRunError, match="CRC mismatch"):
+        wr.read_run(bad)
+    assert not wr.is_finished(bad)
 
 
 def _run_file(root: Path, stamp: str, run_id: str) -> Path:
@@ -199,15 +196,10 @@ def _run_file(root: Path, stamp: str, run_id: str) -> Path:
     return path
 
 
-def test_find_runs_orders_by_start_and_skips_symlinks(tmp_path, capsys):
+def test_find_runs_orders_by_start_and_skips_symlinks(wr, tmp_path):
     later = _run_file(tmp_path, "20260102_000000", "aaaa")
     earlier = _run_file(tmp_path, "20260101_000000", "zzzz")
     (tmp_path / "wandb" / "latest-run").symlink_to(later.parent, target_is_directory=True)
     (tmp_path / "wandb" / "debug.log").write_text("")
-    assert find_runs(tmp_path) == [earlier, later]
-    assert find_runs(tmp_path / "nothing-here") == []
-
-    assert main([str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "group=sweep-1" in lines[0] and "last_step=5" in lines[0]
-    assert "finished" in lines[0]
+    assert wr.find_runs(tmp_path) == [earlier, later]
+    assert wr.find_runs(tmp_path / "nothing-here") == []
