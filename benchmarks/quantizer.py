@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from benchmarks.harness import Context, compare, not_measured, peak_memory, row, target
 from dcvq.quantizers import DualCodebookQuantizer, VectorQuantizer
-from dcvq.quantizers import base as qbase
+from dcvq.quantizers import search as qsearch
 
 BENCH = "quantizer"
 DIM = 256
@@ -177,12 +177,12 @@ def addmm_nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     """dcvq's search with the product through ``torch.addmm`` (MKL on CPU) instead of
     oneDNN: what ``nearest_code`` did before the oneDNN change, and what it still does on
     CUDA and where PyTorch has no oneDNN."""
-    saved = qbase._ONEDNN_LINEAR
-    qbase._ONEDNN_LINEAR = False
+    saved = qsearch._ONEDNN_LINEAR
+    qsearch._ONEDNN_LINEAR = False
     try:
-        return qbase.nearest_code(z, codebook)
+        return qsearch.nearest_code(z, codebook)
     finally:
-        qbase._ONEDNN_LINEAR = saved
+        qsearch._ONEDNN_LINEAR = saved
 
 
 def unchunked_taming(z: Tensor, codebook: Tensor) -> Tensor:
@@ -208,8 +208,8 @@ def _distance_rows(
     halves = [(part.contiguous(), cb.contiguous()) for part, cb in
               zip(z.chunk(2, 1), codebook.chunk(2, 1), strict=True)]  # fmt: skip
     fns = {
-        "dcvq_nearest_code": lambda: qbase.nearest_code(z, codebook),
-        "dcvq_nearest_code_2x128": lambda: [qbase.nearest_code(*h) for h in halves],
+        "dcvq_nearest_code": lambda: qsearch.nearest_code(z, codebook),
+        "dcvq_nearest_code_2x128": lambda: [qsearch.nearest_code(*h) for h in halves],
         "dcvq_addmm": lambda: addmm_nearest_code(z, codebook),
         "taming_unchunked": lambda: unchunked_taming(z, codebook),
     }
@@ -218,10 +218,10 @@ def _distance_rows(
     ctx.log(f"  {BENCH} {config}")
     cmp = compare(fns, device=ctx.device, warmup=1, repeats=repeats, min_time=min_time)
     rows, peaks, ratios = [], {}, {}
-    chunk_mib = qbase.DISTANCE_CHUNK_ELEMENTS * 4 / 2**20
+    chunk_mib = qsearch.DISTANCE_CHUNK_ELEMENTS * 4 / 2**20
     for name in fns:
         peaks[name] = peak_memory(fns[name], ctx.device)
-        chunked = name != "taming_unchunked" and m * n_codes > qbase.DISTANCE_CHUNK_ELEMENTS
+        chunked = name != "taming_unchunked" and m * n_codes > qsearch.DISTANCE_CHUNK_ELEMENTS
         note = f"chunks of {chunk_mib:.0f} MiB" if chunked else "one M x N matrix"
         if name == "dcvq_nearest_code":
             note += f"; same indices as taming: {same}"
@@ -271,14 +271,14 @@ def run(ctx: Context) -> dict[str, Any]:
     dist_paper = ctx.pick(64, 1024, 1024)
     r, _, split = _distance_rows(ctx, dist_m, dist_paper, repeats, min_time)
     rows += r
-    saved = qbase.DISTANCE_CHUNK_ELEMENTS
+    saved = qsearch.DISTANCE_CHUNK_ELEMENTS
     if ctx.size == "tiny":  # exercise the chunked path at a tiny size
-        qbase.DISTANCE_CHUNK_ELEMENTS = dist_m * 64
+        qsearch.DISTANCE_CHUNK_ELEMENTS = dist_m * 64
     try:
         r, peaks, _ = _distance_rows(ctx, dist_m, large, max(2, repeats // 3), min_time)
-        chunk_mib = qbase.DISTANCE_CHUNK_ELEMENTS * 4 / 2**20
+        chunk_mib = qsearch.DISTANCE_CHUNK_ELEMENTS * 4 / 2**20
     finally:
-        qbase.DISTANCE_CHUNK_ELEMENTS = saved
+        qsearch.DISTANCE_CHUNK_ELEMENTS = saved
     rows += r
 
     def worst(acc: dict[str, list[float]], key: str) -> float | None:

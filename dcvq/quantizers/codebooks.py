@@ -49,8 +49,8 @@ class TransformerCodebook(nn.Module):
         super().__init__()
         if dim % num_heads:
             raise ValueError(
-                f"quantizer.transformer_heads={num_heads} must divide the global codebook "
-                f"dimension quantizer.global_dim={dim}"
+                f"quantizer.transformer_heads={num_heads} must divide quantizer.global_dim="
+                f"{dim} (the width of the transformer's global codebook)"
             )
         self.base = nn.Parameter(torch.randn(size, dim))
         layer = nn.TransformerEncoderLayer(

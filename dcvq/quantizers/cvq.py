@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dcvq.quantizers.base import (
-    DISTANCE_CHUNK_ELEMENTS,
     Quantizer,
     QuantizerOutput,
     code_counts,
@@ -44,6 +43,7 @@ from dcvq.quantizers.base import (
     straight_through,
 )
 from dcvq.quantizers.codebooks import Codebook
+from dcvq.quantizers.search import DISTANCE_CHUNK_ELEMENTS
 
 DISTANCES = ("l2", "cos")
 ANCHORS = ("closest", "random", "probrandom", "none")

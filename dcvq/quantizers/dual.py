@@ -9,7 +9,7 @@ Each half is quantized and penalised on its own; the halves are concatenated bac
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dcvq.quantizers.base import Quantizer, QuantizerOutput, code_counts
 from dcvq.quantizers.codebooks import Codebook, TransformerCodebook
@@ -18,6 +18,7 @@ from dcvq.quantizers.vq import as_map, quantize_rows, to_rows
 
 class DualCodebookQuantizer(Quantizer):
     codebook_names = ("global", "local")
+    dim_keys = ("global_dim", "local_dim")
 
     def __init__(
         self,
@@ -33,6 +34,11 @@ class DualCodebookQuantizer(Quantizer):
         legacy_beta: bool = False,
     ) -> None:
         super().__init__()
+        if global_dim < 1 or local_dim < 1:
+            raise ValueError(
+                f"quantizer.global_dim={global_dim}, quantizer.local_dim={local_dim}: "
+                "both must be >= 1"
+            )
         self.dim = global_dim + local_dim
         self.global_dim, self.local_dim = global_dim, local_dim
         self.codebook_sizes = (codebook_size, codebook_size)
@@ -49,6 +55,12 @@ class DualCodebookQuantizer(Quantizer):
         else:
             self.global_codebook = Codebook(codebook_size, global_dim)
         self.local_codebook = Codebook(codebook_size, local_dim)
+
+    def compile_targets(self) -> list[nn.Module]:
+        # the transformer: a fixed ~100 small kernels a step, worth fusing
+        if isinstance(self.global_codebook, TransformerCodebook):
+            return [self.global_codebook.transformer]
+        return []
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         # Lookup and losses in fp32: bf16 distances pick wrong codes.

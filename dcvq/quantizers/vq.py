@@ -11,10 +11,10 @@ from dcvq.quantizers.base import (
     QuantizerOutput,
     code_counts,
     commitment_loss,
-    nearest_code,
     straight_through,
 )
 from dcvq.quantizers.codebooks import Codebook
+from dcvq.quantizers.search import nearest_code
 
 
 def to_rows(z: Tensor) -> Tensor:

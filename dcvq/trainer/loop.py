@@ -34,7 +34,6 @@ from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
-from dcvq.quantizers.codebooks import TransformerCodebook
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
 from dcvq.trainer.preemption import PreemptionGuard
@@ -88,14 +87,14 @@ def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> Non
             torch._functorch.config.donated_buffer = False
         model.compile()
     elif t.compile == "codebook":
-        codebooks = [m for m in model.modules() if isinstance(m, TransformerCodebook)]
-        if not codebooks:
+        targets = model.quantizer.compile_targets()
+        if not targets:
             raise ValueError(
                 "trainer.compile=codebook: this quantizer has no transformer codebook; "
                 "use trainer.compile=model or none"
             )
-        for codebook in codebooks:
-            codebook.transformer.compile()
+        for target in targets:
+            target.compile()
 
 
 class Trainer:
@@ -230,9 +229,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def set_quantizer_step(self) -> None:
-        set_step = getattr(self.model.quantizer, "set_step", None)
-        if set_step is not None:
-            set_step(self.step)
+        self.model.quantizer.set_step(self.step)
 
     def train_step(self, micro_batches: list[torch.Tensor]) -> dict[str, float]:
         """One optimizer step over ``accumulate`` micro-batches."""
