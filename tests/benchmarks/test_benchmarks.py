@@ -11,9 +11,6 @@ import torch
 
 from benchmarks import harness, quantizer, run, taming_step, train_step
 
-pytest.importorskip("taming.modules.vqvae.quantize")
-pytest.importorskip("vector_quantize_pytorch")
-
 # taming's LPIPS calls torchvision's vgg16(pretrained=True): deprecation warnings only.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

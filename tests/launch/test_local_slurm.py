@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-import pytest
+import submitit
 
 
 def _running(pid: int) -> bool:
@@ -80,8 +80,6 @@ def test_gpus_per_node_uses_the_stand_in_gres(local_slurm, tmp_path):
 
 
 def test_submitit_auto_executor_runs_a_function(local_slurm, tmp_path):
-    submitit = pytest.importorskip("submitit")
-
     def where_am_i(x: int) -> tuple[int, str, str]:
         import os  # runs in the Slurm job
 

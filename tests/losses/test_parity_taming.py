@@ -20,16 +20,15 @@ import socket
 from pathlib import Path
 
 import pytest
+import taming.util as taming_util
 import torch
+from taming.modules.discriminator import model as taming_disc
+from taming.modules.losses import vqperceptual as taming_loss_mod
 from torch import nn
 
 from dcvq.losses.discriminator import NLayerDiscriminator
 from dcvq.losses.vqgan import VQGANLoss, adaptive_weight
 from dcvq.model.autoencoder import Decoder
-
-taming_disc = pytest.importorskip("taming.modules.discriminator.model")
-taming_loss_mod = pytest.importorskip("taming.modules.losses.vqperceptual")
-taming_util = pytest.importorskip("taming.util")
 
 # taming calls torchvision's vgg16(pretrained=True): deprecation warnings only.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:torchvision.models._utils")
