@@ -381,6 +381,8 @@ def test_no_adversarial_term_before_disc_start():
     close(loss, (x - x_hat).abs().mean() + vq)
     loss.backward()
     assert gen.weight.grad is not None
+    # No optimizer zeroes anything here: a discriminator that ran, even times 0, would
+    # hold zero gradients, not None.
     assert all(p.grad is None for p in loss_fn.discriminator.parameters())
 
 
@@ -398,6 +400,7 @@ def test_discriminator_gets_no_gradient_before_disc_start():
     assert d.item() == 0.0
     if d.requires_grad:
         d.backward()
+    # None, not zeros: dcvq does not even run it (taming's 0 * hinge would give zeros).
     assert all(p.grad is None for p in loss_fn.discriminator.parameters())
 
 
