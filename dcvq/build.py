@@ -79,8 +79,10 @@ def build_eval_loader(
     """Evaluation order, no shuffling. The explicit generator keeps creating an iterator
     from drawing on the global RNG (a resumed run would shift its dropout masks)."""
     from dcvq.data import collate
+    from dcvq.data.workers import SignalSafeLoader
 
-    return DataLoader(
+    # Its workers leave Slurm's preemption signals to the main process.
+    return SignalSafeLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,

@@ -32,6 +32,7 @@ from dcvq.build import (
 from dcvq.config import validate
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
+from dcvq.data.workers import SignalSafeLoader
 from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -209,7 +210,7 @@ class Trainer:
         workers = resolve_num_workers(t.num_workers)
         # An explicit generator: creating a loader iterator must not draw from the global
         # RNG, or resuming would shift the dropout masks.
-        train = DataLoader(
+        train = SignalSafeLoader(  # workers leave Slurm's signals to this process
             train_ds,
             batch_size=t.batch_size,
             sampler=sampler,
