@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,13 @@ from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
 from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
-from dcvq.trainer.preemption import PreemptionGuard
+from dcvq.trainer.preemption import (
+    EvaluationInterrupted,
+    InterruptibleLoader,
+    PreemptionGuard,
+    code_signal,
+    signal_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,13 +346,19 @@ class Trainer:
 
     def run_eval(
         self, val: DataLoader, grid_batch: torch.Tensor, final: bool = False
-    ) -> dict[str, Any]:
-        """Evaluate on rank 0 (the others wait), record the results; {} on other ranks."""
-        results: dict[str, Any] = {}
+    ) -> dict[str, Any] | None:
+        """Evaluate on rank 0 (the others wait), record the results; {} on other ranks,
+        None on rank 0 when a signal interrupted the evaluation (nothing recorded)."""
+        results: dict[str, Any] | None = {}
         if self.dist.is_main:
             with self.rng_untouched():
-                results = self.evaluate(val, final)
-                self.record_eval(results, grid_batch)
+                try:
+                    results = self.evaluate(val, final)
+                except EvaluationInterrupted as e:
+                    log.warning("evaluation at step %d stopped, not recorded: %s", self.step, e)
+                    results = None
+                else:
+                    self.record_eval(results, grid_batch)
         if self.dist.enabled:
             torch.distributed.barrier()
         return results
@@ -372,6 +385,12 @@ class Trainer:
     # ---- main loop -------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to ``trainer.max_steps`` (resuming if asked); returns the final evaluation."""
+        # From before the loader workers start to the end: what a preemption signal does
+        # at each point is in dcvq.trainer.preemption.
+        with PreemptionGuard() as guard:
+            return self._fit(guard)
+
+    def _fit(self, guard: PreemptionGuard) -> dict[str, Any]:
         self.maybe_resume()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
@@ -379,6 +398,7 @@ class Trainer:
                 OmegaConf.to_container(self.cfg, resolve=True), self.run_dir, self.step
             )
         train, val = self.loaders()
+        val = InterruptibleLoader(val, guard)
         grid_batch = self.grid_images(val.dataset)
         bar = tqdm(
             total=self.t.max_steps,
@@ -389,13 +409,8 @@ class Trainer:
         )
         batches = iter(train)
         try:
-            with PreemptionGuard() as guard:
-                self._loop(batches, val, grid_batch, bar, guard)
-            results = self.run_eval(val, grid_batch, final=True)
-            if self.dist.is_main:
-                results["step"] = self.step
-                (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))
-            return results
+            self._loop(batches, val, grid_batch, bar, guard)
+            return self.final_eval(val, grid_batch, guard)
         finally:
             bar.close()
             if self.dist.is_main:
@@ -403,14 +418,58 @@ class Trainer:
             if self.dist.enabled and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
-    def stop_requested(self, guard: PreemptionGuard) -> bool:
-        """Whether any rank got a preemption signal (all ranks must stop together)."""
-        flag = guard.requested
+    def final_eval(self, val, grid_batch: torch.Tensor, guard: PreemptionGuard) -> dict[str, Any]:
+        """The final evaluation into eval.json. A signal interrupts it and is handed on
+        (the loop wrote the last step's checkpoint); if the run goes on, it starts again."""
+        while True:
+            results = self.run_eval(val, grid_batch, final=True)
+            if not self.any_rank(results is None):
+                break
+            signum = self.stop_requested(guard)
+            log.warning("final evaluation interrupted; the checkpoint is at step %d", self.step)
+            self.hand_on(guard, signum)
+        if self.dist.is_main:
+            results["step"] = self.step
+            (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))
+        if guard.requested:
+            log.warning(
+                "%s received as the final evaluation ended: the run is complete, ending normally",
+                signal.Signals(guard.signum).name,
+            )
+        return results
+
+    def any_rank(self, flag: bool) -> bool:
         if self.dist.enabled:
             t = torch.tensor([float(flag)], device=self.device)
-            torch.distributed.all_reduce(t)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
             flag = bool(t.item() > 0)
         return flag
+
+    def stop_requested(self, guard: PreemptionGuard) -> int | None:
+        """The preemption signal any rank received, or None: all ranks stop together and
+        hand on the same signal (the requeue signal if ranks received different ones)."""
+        code = signal_code(guard.signum)
+        if self.dist.enabled:
+            t = torch.tensor([code], dtype=torch.int64, device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            code = int(t.item())
+        return code_signal(code)
+
+    def hand_on(self, guard: PreemptionGuard, signum: int) -> None:
+        """Hand ``signum`` to the previous handler on every rank. It may end the process
+        (plain: exit 128 + signal; submitit: requeue and exit on rank 0 only) or let the
+        run go on (submitit's SIGTERM, and USR2 on ranks > 0). If it ends any rank, every
+        rank ends: a rank training on alone would wait for the others forever."""
+        ending: BaseException | None = None
+        try:
+            guard.hand_on(signum)
+        except BaseException as e:  # SystemExit, or the handler's own error
+            ending = e
+        if self.any_rank(ending is not None) and ending is None:
+            log.warning("another rank ends after %s: ending too", signal.Signals(signum).name)
+            ending = SystemExit(128 + signum)
+        if ending is not None:
+            raise ending
 
     def _loop(self, batches, val, grid_batch, bar, guard: PreemptionGuard) -> None:
         while self.step < self.t.max_steps:
@@ -419,14 +478,17 @@ class Trainer:
             bar.update(1)
             if self.step % self.t.log_every == 0 or self.step == 1:
                 self.record_train(logs, bar)
-            if self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps:
+            saved = self.step % self.t.ckpt_every == 0 or self.step == self.t.max_steps
+            if saved:
                 self.save()
             if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
                 self.run_eval(val, grid_batch)
-            if self.stop_requested(guard):
-                self.save()
+            signum = self.stop_requested(guard)
+            if signum is not None:
+                if not saved:  # else written already (the signal may have come during it)
+                    self.save()
                 log.warning("checkpoint written at step %d after a signal", self.step)
-                guard.hand_on()  # exits (SystemExit) unless the signal is to be ignored
+                self.hand_on(guard, signum)  # exits unless the signal is to be ignored
 
     def next_images(self, batches) -> torch.Tensor:
         """The next training batch; unreadable files are named in the log (the batch is

@@ -1,13 +1,17 @@
 """A preemption/timeout signal checkpoints at a step boundary; the rerun continues exactly."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from dcvq.trainer import Trainer
 from dcvq.trainer.checkpoint import read_checkpoint
+from dcvq.trainer.preemption import PreemptionGuard, code_signal, signal_code
 
 OVERRIDES = ["trainer.max_steps=5", "trainer.eval_every=100", "trainer.ckpt_every=100"]
 
@@ -56,3 +60,92 @@ def test_previous_python_handler_is_handed_the_signal(tiny_cfg, tmp_path, monkey
         signal.signal(signal.SIGTERM, previous)
     assert seen == [signal.SIGTERM] and trainer.step == 5
     assert read_checkpoint(tmp_path / "checkpoints/last.pt")["step"] == 5
+
+
+# ---- the signal handed on is the one the ranks agreed on ---------------------------------
+
+
+def test_hand_on_a_signal_this_process_did_not_receive():
+    """Under DDP a rank that the signal did not reach is told by the others which one."""
+    with PreemptionGuard() as guard:
+        assert not guard.requested
+        with pytest.raises(SystemExit) as info:
+            guard.hand_on(signal.SIGUSR2)
+    assert info.value.code == 128 + signal.SIGUSR2
+    with PreemptionGuard() as guard, pytest.raises(RuntimeError, match="no signal"):
+        guard.hand_on()
+
+
+def test_hand_on_calls_the_previous_handler_of_the_agreed_signal():
+    seen = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: seen.append((s, f)))
+    try:
+        with PreemptionGuard() as guard:
+            guard.hand_on(signal.SIGUSR2)  # submitit's handler on a rank > 0 returns
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert seen == [(signal.SIGUSR2, None)]
+
+
+def test_the_requeue_signal_wins_over_sigterm():
+    for order in ([signal.SIGTERM, signal.SIGUSR2], [signal.SIGUSR2, signal.SIGTERM]):
+        with PreemptionGuard() as guard:
+            for sig in order:
+                os.kill(os.getpid(), sig)  # handled before os.kill returns
+        assert guard.signum == signal.SIGUSR2
+    assert signal_code(None) == 0 < signal_code(signal.SIGTERM) < signal_code(signal.SIGUSR2)
+    for sig in (None, signal.SIGTERM, signal.SIGUSR2):
+        assert code_signal(signal_code(sig)) == sig
+
+
+RANK_SIGNAL_SCRIPT = """
+import json, os, signal, sys
+import torch
+from dcvq.config import compose
+from dcvq.trainer import Trainer
+
+torch.set_num_threads(1)
+rank = int(os.environ["RANK"])
+trainer = Trainer(compose(sys.argv[2:]), sys.argv[1])
+original = trainer.train_step
+
+def train_step(micro):
+    logs = original(micro)
+    if rank == 1 and trainer.step == 2:  # the signal reaches rank 1 only
+        os.kill(os.getpid(), signal.SIGUSR2)
+    return logs
+
+trainer.train_step = train_step
+try:
+    trainer.fit()
+    outcome = "finished"
+except SystemExit as e:
+    outcome = f"exit {e.code}"
+except Exception as e:
+    outcome = f"{type(e).__name__}: {e}"
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(outcome, f)
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_told_by_the_others_hands_on_the_same_signal(tiny_overrides, tmp_path):
+    """torchrun, 2 CPU ranks; USR2 reaches rank 1 alone: both checkpoint at the same step
+    and exit 128 + USR2 (rank 0 computed 128 + None before)."""
+    script = tmp_path / "signal_rank1.py"
+    script.write_text(RANK_SIGNAL_SCRIPT)
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), str(run_dir), "quantizer=t128_s128", *tiny_overrides,
+            "trainer.max_steps=4", "trainer.eval_every=100", "trainer.ckpt_every=100",
+            "trainer.dist_timeout_min=1",
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcomes = [json.loads((run_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert outcomes == [f"exit {128 + signal.SIGUSR2}"] * 2, outcomes
+    assert read_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 2
