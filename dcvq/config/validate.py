@@ -1,8 +1,16 @@
-"""Cross-key checks a schema cannot express; run before anything is built."""
+"""Cross-key checks a schema cannot express; run before anything is built.
+
+The quantizer is checked against what its class declares, whatever the class: the YAML's
+keys against the constructor's signature, and the latent width against ``model.embed_dim``
+from the ``dim`` of an instance built on the meta device (no memory, no RNG draws).
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -24,29 +32,108 @@ def _num_workers_errors(value: object, key: str) -> list[str]:
     return [f"{key}={value!r}: use auto or a number of data-loader workers >= 0"]
 
 
+def _arguments(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword arguments of ``cls(...)``, and whether it also takes ``**kwargs``."""
+    params = inspect.signature(cls).parameters
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = {name: p for name, p in params.items() if p.kind in kinds}
+    return named, any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _build_on_meta(q: DictConfig) -> Any:
+    """The quantizer ``q`` describes, its tensors on the meta device; a constructor the
+    meta device cannot run (e.g. an init that reads values) builds on the CPU instead.
+    Raises the constructor's own exception, not Hydra's wrapper."""
+    import torch
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    def build(device: str) -> Any:
+        try:
+            with torch.device(device):
+                return instantiate(q, _convert_="all")
+        except InstantiationException as e:
+            raise (e.__cause__ or e) from None
+
+    try:
+        return build("meta")
+    except (ValueError, TypeError):  # the arguments, not the device
+        raise
+    except Exception:  # noqa: BLE001 - an op without a meta kernel
+        return build("cpu")
+
+
+def quantizer_errors(q: DictConfig, embed: int | None) -> list[str]:
+    """What is wrong with the ``quantizer`` node ``q``, read from the class its
+    ``_target_`` names: keys the constructor does not take, arguments it needs and nobody
+    sets, the constructor's own errors, and a ``dim`` other than ``embed``
+    (``model.embed_dim``)."""
+    from hydra.utils import get_class
+
+    from dcvq.quantizers.base import Quantizer
+
+    target = q.get("_target_")
+    if not target:
+        return ["quantizer._target_ is not set: the quantizer's YAML names its class there"]
+    try:
+        cls = get_class(str(target))
+    except Exception as e:  # noqa: BLE001 - whatever the import raised, said as one error
+        return [
+            f"quantizer._target_={target}: cannot import it ({type(e).__name__}: {e}); "
+            "is its module installed or on PYTHONPATH?"
+        ]
+    if not issubclass(cls, Quantizer):
+        return [f"quantizer._target_={target}: not a subclass of dcvq.quantizers.Quantizer"]
+    named, any_kwargs = _arguments(cls)
+    keys = [k for k in q if not (k.startswith("_") and k.endswith("_"))]  # not _target_
+    errors = [
+        f"quantizer.{k}: {target} has no argument {k!r} (it takes: {', '.join(named)})"
+        for k in keys
+        if k not in named and not any_kwargs
+    ]
+    errors += [
+        f"quantizer.{name}: {target} requires it; set it in the quantizer's YAML "
+        f"(or +quantizer.{name}=... on the command line)"
+        for name, p in named.items()
+        if p.default is inspect.Parameter.empty and (name not in q or OmegaConf.is_missing(q, name))
+    ]
+    if errors:
+        return errors
+    try:
+        dim = getattr(_build_on_meta(q), "dim", None)
+        if not isinstance(dim, int):
+            return [f"{target}: sets no integer self.dim (the latent channels it quantizes)"]
+    except Exception as e:  # noqa: BLE001 - a constructor names its keys in its ValueErrors
+        errors.append(f"{target}: {e}" if isinstance(e, ValueError) else f"{target}: {e!r}")
+        dim = None
+    if embed is None:
+        return errors
+    # The arguments the class declares to sum to dim: the message names them, and they
+    # give dim even when the constructor refused another argument.
+    parts = [q.get(k) for k in cls.dim_keys if k in q]
+    declared = len(parts) == len(cls.dim_keys) and all(type(v) is int for v in parts)
+    if declared and dim in (None, sum(parts)):
+        if sum(parts) != embed:
+            names = " + ".join(f"quantizer.{k}" for k in cls.dim_keys)
+            values = " + ".join(map(str, parts))
+            total = sum(parts)
+            shown = f"{names}={total}" if len(parts) == 1 else f"{names} = {values} = {total}"
+            errors.append(f"{shown} must equal model.embed_dim={embed}")
+        return errors
+    if dim is not None and dim != embed:
+        errors.append(f"{target}: dim={dim} (its latent width) must equal model.embed_dim={embed}")
+    return errors
+
+
 def validate(cfg: DictConfig) -> None:
     errors: list[str] = []
     size = _get(cfg, "codebook.size")
     if size is not None and size < 2:
         errors.append(f"codebook.size={size}: a codebook needs at least 2 codes")
     embed = _get(cfg, "model.embed_dim")
-    q = _get(cfg, "quantizer", {})
-    if "global_dim" in q:
-        g, loc = q.global_dim, q.local_dim
-        if g < 1 or loc < 1:
-            errors.append(f"quantizer.global_dim={g}, quantizer.local_dim={loc}: both must be >= 1")
-        if embed is not None and g + loc != embed:
-            errors.append(
-                f"quantizer.global_dim + quantizer.local_dim = {g} + {loc} = {g + loc} "
-                f"must equal model.embed_dim={embed}"
-            )
-        if q.get("global_transformer") and g % q.transformer_heads:
-            errors.append(
-                f"quantizer.transformer_heads={q.transformer_heads} must divide "
-                f"quantizer.global_dim={g}"
-            )
-    elif "dim" in q and embed is not None and q.dim != embed:
-        errors.append(f"quantizer.dim={q.dim} must equal model.embed_dim={embed}")
+    q = _get(cfg, "quantizer")
+    if isinstance(q, DictConfig) and len(q):
+        errors += quantizer_errors(q, embed)
     t = _get(cfg, "trainer")
     if t is not None:
         for key in ("batch_size", "accumulate", "max_steps", "eval_every", "ckpt_every",
