@@ -3,6 +3,12 @@
 Schemas live in the ``schema/<group>/`` config group, never in the sweepable groups
 themselves: ``quantizer=glob(*)`` would otherwise sweep a schema as an extra job.
 Group options pull their schema with ``- /schema/<group>/<name>@_here_``.
+
+The quantizer schemas restate their constructors' arguments and defaults: composing a
+config must not import torch, so they cannot be derived from the signatures here, and
+``tests/config/test_schema.py`` checks every one against its constructor instead. A
+quantizer of your own needs no schema: its YAML lists ``_target_`` and the arguments it
+sets, and ``dcvq.config.validate`` checks them against the constructor's signature.
 """
 
 from __future__ import annotations
