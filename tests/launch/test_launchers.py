@@ -172,19 +172,22 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
 ):
     """Two identical jobs; one gets Slurm's USR2 mid-run (as on preemption or shortly before
     the time limit): it checkpoints, submitit requeues it, the requeued job resumes in the
-    same run dir and ends with exactly the parameters of the job that was never stopped."""
+    same run dir and ends with exactly the parameters of the job that was never stopped.
+    With data-loader workers, as by default: Slurm signals them too."""
     import torch
 
     from dcvq.trainer.checkpoint import read_checkpoint
 
     max_steps = 12
     sweep = tmp_path / "sweep"
-    overrides = [o for o in tiny_overrides if not o.startswith(("trainer.max_steps=",
-                 "trainer.eval_every=", "trainer.ckpt_every="))]  # fmt: skip
+    replaced = ("trainer.max_steps=", "trainer.eval_every=", "trainer.ckpt_every=",
+                "trainer.num_workers=")  # fmt: skip
+    overrides = [o for o in tiny_overrides if not o.startswith(replaced)]
     submitter = subprocess.Popen(
         [sys.executable, "train.py", "-m", "hydra/launcher=slurm_local", *overrides,
          f"trainer.max_steps={max_steps}", "trainer.eval_every=1000",
-         "trainer.ckpt_every=1000", "seed=0,0", f"hydra.sweep.dir={sweep}"],
+         "trainer.ckpt_every=1000", "trainer.num_workers=2", "seed=0,0",
+         f"hydra.sweep.dir={sweep}"],
         cwd=REPO, env=dict(os.environ, **local_slurm.env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -205,6 +208,7 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
     assert submitter.returncode == 0, output[-4000:]
 
     text = (interrupted / "train.log").read_text()
+    assert "exited unexpectedly" not in output + text, text[-3000:]
     written = re.search(r"checkpoint written at step (\d+) after a signal", text)
     resumed = re.search(r"resumed from .* at step (\d+)", text)
     assert written and resumed, text[-3000:]
