@@ -1,0 +1,96 @@
+"""A new ablation in two files: a quantizer class in the user's own module and one YAML.
+It joins ``quantizer=glob(*)``, trains, evaluates, gets its own wandb run and report row,
+with nothing else edited (README, "Your own quantizer")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dcvq.config import CONF_DIR
+
+MODULE = '''
+from dcvq.quantizers import VectorQuantizer
+
+
+class ScaledVQ(VectorQuantizer):
+    """VQ whose codebook starts init_scale times wider."""
+
+    def __init__(self, codebook_size: int, dim: int, init_scale: float = 1.0) -> None:
+        super().__init__(codebook_size, dim)
+        self.codebook.embedding.weight.data.mul_(init_scale)
+'''
+
+YAML = """
+_target_: my_quantizers.ScaledVQ
+codebook_size: ${codebook.size}
+dim: ${model.embed_dim}
+init_scale: 2.0
+"""
+
+
+@pytest.mark.slow
+def test_a_user_quantizer_joins_the_glob_sweep(
+    wandb_records, tiny_overrides, tmp_path, monkeypatch
+):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "my_quantizers.py").write_text(textwrap.dedent(MODULE))
+    # The YAML in a config dir of the user's own, added to conf/ with --config-dir (Hydra
+    # 1.3's glob does not list options from hydra.searchpath: hydra issue #1942).
+    (tmp_path / "my_conf" / "quantizer").mkdir(parents=True)
+    (tmp_path / "my_conf" / "quantizer" / "my_vq.yaml").write_text(YAML)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
+    overrides = [o for o in tiny_overrides if not o.startswith("quantizer.")]
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(CONF_DIR.parent / "train.py"),
+            "-m",
+            "--config-dir",
+            str(tmp_path / "my_conf"),
+            "quantizer=glob(*,exclude=[t*,s*])",  # vq and my_vq: the paper's duals excluded
+            *overrides,
+            "trainer.max_steps=1",
+            "eval.max_images=4",
+            "logger=wandb",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        env=os.environ | {"PYTHONPATH": str(tmp_path / "src"), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert jobs == ["0_my_vq_n32", "1_vq_n32"]
+    for job in jobs:
+        assert json.loads((sweep / job / "eval.json").read_text())["n_images"] == 4
+    ckpt = torch.load(sweep / jobs[0] / "checkpoints" / "last.pt", weights_only=False)
+    assert OmegaConf.create(ckpt["config"]).quantizer._target_ == "my_quantizers.ScaledVQ"
+    assert "quantizer.codebook.embedding.weight" in ckpt["model"]
+
+    runs = [wandb_records.read_run(p) for p in wandb_records.find_runs(sweep)]
+    assert {r.name for r in runs} == {"my_vq-n32-samples", "vq-n32-samples"}
+    assert {r.job_type for r in runs} == {"my_vq", "vq"}
+
+    report = subprocess.run(
+        [sys.executable, "-m", "dcvq.report", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = (sweep / "report.csv").read_text().splitlines()
+    assert any(",my_vq," in row and row.endswith("0_my_vq_n32") for row in rows)
