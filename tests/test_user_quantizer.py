@@ -1,14 +1,14 @@
-"""A new ablation in two files: a quantizer class in the user's own module and one YAML.
-It joins ``quantizer=glob(*)``, trains, evaluates, gets its own wandb run and report row,
-with nothing else edited (README, "Your own quantizer")."""
+"""A new ablation in two files, README's "Your own quantizer" as written: a quantizer class
+in the user's own module and one YAML. It joins ``quantizer=glob(*)``, trains, evaluates,
+gets its own wandb run and report row, with nothing else edited."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -16,36 +16,29 @@ from omegaconf import OmegaConf
 
 from dcvq.config import CONF_DIR
 
-MODULE = '''
-from dcvq.quantizers import VectorQuantizer
+README = CONF_DIR.parent / "README.md"
 
 
-class ScaledVQ(VectorQuantizer):
-    """VQ whose codebook starts init_scale times wider."""
-
-    def __init__(self, codebook_size: int, dim: int, init_scale: float = 1.0) -> None:
-        super().__init__(codebook_size, dim)
-        self.codebook.embedding.weight.data.mul_(init_scale)
-'''
-
-YAML = """
-_target_: my_quantizers.ScaledVQ
-codebook_size: ${codebook.size}
-dim: ${model.embed_dim}
-init_scale: 2.0
-"""
+def readme_files() -> tuple[str, str]:
+    """The two files of README's "Your own quantizer": the class and the YAML, as written."""
+    section = README.read_text().split("### Your own quantizer\n", 1)[1].split("\n### ", 1)[0]
+    (module,) = re.findall(r"```python\n(# my_quantizers.py\n.*?)```", section, flags=re.DOTALL)
+    (yaml,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert "conf/quantizer/my_vq.yaml" in section and "--config-dir my_conf" in section
+    return module, yaml
 
 
 @pytest.mark.slow
 def test_a_user_quantizer_joins_the_glob_sweep(
     wandb_records, tiny_overrides, tmp_path, monkeypatch
 ):
+    module, yaml = readme_files()
     (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "my_quantizers.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "src" / "my_quantizers.py").write_text(module)
     # The YAML in a config dir of the user's own, added to conf/ with --config-dir (Hydra
     # 1.3's glob does not list options from hydra.searchpath: hydra issue #1942).
     (tmp_path / "my_conf" / "quantizer").mkdir(parents=True)
-    (tmp_path / "my_conf" / "quantizer" / "my_vq.yaml").write_text(YAML)
+    (tmp_path / "my_conf" / "quantizer" / "my_vq.yaml").write_text(yaml)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
@@ -94,3 +87,20 @@ def test_a_user_quantizer_joins_the_glob_sweep(
     assert report.returncode == 0, report.stderr[-2000:]
     rows = (sweep / "report.csv").read_text().splitlines()
     assert any(",my_vq," in row and row.endswith("0_my_vq_n32") for row in rows)
+
+
+def test_the_readme_files_validate_and_build(tmp_path, monkeypatch):
+    """The fast half: the README's class and YAML agree (no training)."""
+    from hydra.utils import instantiate
+
+    from dcvq.config import validate
+
+    module, yaml = readme_files()
+    (tmp_path / "my_quantizers.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = {"embed_dim": 16, "ch": 32, "ch_mult": [1]}
+    cfg = OmegaConf.create({"codebook": {"size": 8}, "model": model})
+    cfg.quantizer = OmegaConf.create(yaml)
+    validate(cfg)
+    quantizer = instantiate(cfg.quantizer)
+    assert type(quantizer).__name__ == "ScaledVQ" and quantizer.dim == 16
