@@ -20,9 +20,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dcvq import weights
-from dcvq.losses.perceptual import LPIPS
 from dcvq.metrics.fid import StreamingFID, load_inception, resolve_inception_weights
 from dcvq.metrics.image import to_uint8
+from dcvq.metrics.lpips import LPIPS
 from dcvq.metrics.protocols import PER_IMAGE, get_protocol
 from dcvq.metrics.usage import CodebookUsage
 

@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 
-from dcvq.losses.perceptual import VGG16_FILE, VGG16_URL
-
 
 @dataclass(frozen=True)
 class WeightFile:
@@ -32,8 +30,8 @@ class WeightFile:
 
 
 VGG16 = WeightFile(
-    VGG16_FILE,
-    VGG16_URL,
+    "vgg16-397923af.pth",
+    "https://download.pytorch.org/models/vgg16-397923af.pth",
     "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
     "LPIPS (loss and metric)",
 )

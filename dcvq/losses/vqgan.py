@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dcvq.losses.discriminator import NLayerDiscriminator
-from dcvq.losses.perceptual import LPIPS
+from dcvq.metrics.lpips import LPIPS
 
 
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:

@@ -1,9 +1,12 @@
-"""LPIPS (VGG) for the perceptual loss and metric, loaded without network access.
+"""LPIPS (VGG), loaded without network access: a metric the evaluation reports and the
+training loss (``dcvq.losses.VQGANLoss``) uses as its perceptual term. It lives here, below
+both, as FID's Inception does in ``dcvq.metrics.fid``.
 
 The ``lpips`` package ships only its linear heads; its VGG16 backbone normally comes
 from a torchvision download. Here the backbone is always built empty
 (``pnet_rand=True``) and filled from a local file: ``weights`` if given, else the torch
-hub cache. A missing file is an error that says how to fetch it.
+hub cache. A missing file is an error that says how to fetch it; by default the error
+names the training loss's settings (the evaluation passes its own).
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+from dcvq.weights import VGG16
 
 
 def vgg16_cache_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16.name
 
 
 def resolve_vgg16_weights(
@@ -34,7 +36,7 @@ def resolve_vgg16_weights(
         where = f"{key}={weights}" if weights else f"the torch hub cache ({path})"
         raise FileNotFoundError(
             f"LPIPS needs torchvision's VGG16 weights but none were found at {where}. "
-            f"On a machine with network run `make weights` (or download {VGG16_URL} into "
+            f"On a machine with network run `make weights` (or download {VGG16.url} into "
             f"{vgg16_cache_path().parent}/), copy the file to this machine and either set "
             "TORCH_HOME so that it is found in $TORCH_HOME/hub/checkpoints/, or pass its "
             f"path as {key}=PATH. Set {off} without LPIPS."

@@ -1,7 +1,9 @@
+"""LPIPS (dcvq.metrics.lpips): local VGG16 weights only, frozen, clear errors."""
+
 import pytest
 import torch
 
-from dcvq.losses import LPIPS, VQGANLoss
+from dcvq.metrics import LPIPS
 
 
 def test_missing_weights_error_says_how_to_fetch():
@@ -10,11 +12,6 @@ def test_missing_weights_error_says_how_to_fetch():
     assert "loss.lpips_weights" in str(info.value) and "perceptual_weight=0" in str(info.value)
     with pytest.raises(FileNotFoundError, match="loss.lpips_weights=/nowhere/vgg.pth"):
         LPIPS("/nowhere/vgg.pth")
-
-
-def test_perceptual_weight_zero_needs_no_weights():
-    loss = VQGANLoss(perceptual_weight=0.0)
-    assert loss.perceptual is None
 
 
 def test_standin_weights_load_through_the_real_path(lpips_weights):
