@@ -385,12 +385,6 @@ class Trainer:
     # ---- main loop -------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to ``trainer.max_steps`` (resuming if asked); returns the final evaluation."""
-        # From before the loader workers start to the end: what a preemption signal does
-        # at each point is in dcvq.trainer.preemption.
-        with PreemptionGuard() as guard:
-            return self._fit(guard)
-
-    def _fit(self, guard: PreemptionGuard) -> dict[str, Any]:
         self.maybe_resume()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
@@ -398,7 +392,6 @@ class Trainer:
                 OmegaConf.to_container(self.cfg, resolve=True), self.run_dir, self.step
             )
         train, val = self.loaders()
-        val = InterruptibleLoader(val, guard)
         grid_batch = self.grid_images(val.dataset)
         bar = tqdm(
             total=self.t.max_steps,
@@ -407,16 +400,20 @@ class Trainer:
             dynamic_ncols=True,
             desc="train",
         )
-        batches = iter(train)
-        try:
-            self._loop(batches, val, grid_batch, bar, guard)
-            return self.final_eval(val, grid_batch, guard)
-        finally:
-            bar.close()
-            if self.dist.is_main:
-                self.logger.finish()
-            if self.dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+        # From before the loader workers start to the end; what a preemption signal does
+        # at each point is in dcvq.trainer.preemption.
+        with PreemptionGuard() as guard:
+            val = InterruptibleLoader(val, guard)
+            batches = iter(train)
+            try:
+                self._loop(batches, val, grid_batch, bar, guard)
+                return self.final_eval(val, grid_batch, guard)
+            finally:
+                bar.close()
+                if self.dist.is_main:
+                    self.logger.finish()
+                if self.dist.enabled and torch.distributed.is_initialized():
+                    torch.distributed.destroy_process_group()
 
     def final_eval(self, val, grid_batch: torch.Tensor, guard: PreemptionGuard) -> dict[str, Any]:
         """The final evaluation into eval.json. A signal interrupts it and is handed on

@@ -8,9 +8,9 @@ handler (a plain process, torchrun) the run exits with status 128 + signal.
 
 Where a signal can arrive, and what happens (``Trainer.fit``):
 
-- The guard is installed for all of ``fit``: before the data-loader workers start, until
-  the final evaluation and the logger are done. Slurm signals every process of the job
-  step, workers included: they ignore the signal and go on serving batches
+- The guard is installed just before the data-loader workers start and kept until the
+  final evaluation and the logger are done. Slurm signals every process of the job step,
+  workers included: they ignore the signal and go on serving batches
   (:mod:`dcvq.data.workers`), the main process alone decides.
 - Mid-step or during a checkpoint write: recorded; the write completes (it is atomic
   anyway: temp file + rename) and the step ends as usual, then the checkpoint of that
@@ -24,8 +24,9 @@ Where a signal can arrive, and what happens (``Trainer.fit``):
   not repeat an interrupted periodic evaluation, and does the final one.
 - After the final evaluation wrote eval.json: the run is complete; the signal is logged
   and dropped and the run ends normally (a requeue would only evaluate again).
-- Before ``fit`` (building the model, loading metric networks): the previous handler
-  acts at once (nothing has been trained yet, the last checkpoint is intact).
+- Before that (building the model and the data sets, which can take minutes, resuming):
+  the previous handler acts at once, as nothing was trained since the last checkpoint
+  (submitit requeues, a plain process ends).
 
 Under DDP every rank stops at the same step: the ranks all-reduce the signal they
 received (the requeue signal wins over SIGTERM), so that a rank the signal did not
