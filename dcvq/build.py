@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from dcvq.checkpoint import read_checkpoint
 from dcvq.losses import VQGANLoss
 from dcvq.model import VQModel
 
@@ -102,6 +103,4 @@ def model_from_checkpoint(state: dict[str, Any]) -> VQModel:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQModel:
     """A model from a dcvq checkpoint, in eval mode. Loads with ``weights_only=True``."""
-    from dcvq.trainer.checkpoint import read_checkpoint
-
     return model_from_checkpoint(read_checkpoint(path)).to(device).eval()

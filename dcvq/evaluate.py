@@ -33,13 +33,13 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
+from dcvq.checkpoint import read_checkpoint
 from dcvq.config import CONF_DIR, register
 from dcvq.config.diff import config_changes
 from dcvq.config.schema import dataset_option
 from dcvq.config.validate import validate
 from dcvq.data import dataset_info
 from dcvq.evaluation import Evaluator
-from dcvq.trainer.checkpoint import read_checkpoint
 from dcvq.trainer.distributed import DistEnv, resolve_device
 
 log = logging.getLogger(__name__)

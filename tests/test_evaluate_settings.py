@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dcvq.checkpoint import FORMAT
 from dcvq.config import compose
 from dcvq.evaluate import _dataset_override, settings_from_training
-from dcvq.trainer.checkpoint import FORMAT
 
 
 def _evaluate_cfg(*overrides: str):

@@ -30,13 +30,13 @@ from dcvq.build import (
     build_model,
     resolve_num_workers,
 )
+from dcvq.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.config import validate
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.data.workers import SignalSafeLoader
 from dcvq.evaluation import Evaluator
 from dcvq.logger import RunLogger
-from dcvq.trainer.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
 from dcvq.trainer.preemption import (
     EvaluationInterrupted,

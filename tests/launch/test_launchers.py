@@ -176,7 +176,7 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
     With data-loader workers, as by default: Slurm signals them too."""
     import torch
 
-    from dcvq.trainer.checkpoint import read_checkpoint
+    from dcvq.checkpoint import read_checkpoint
 
     max_steps = 12
     sweep = tmp_path / "sweep"

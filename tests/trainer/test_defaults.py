@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dcvq.build import build_model
+from dcvq.checkpoint import read_checkpoint
 from dcvq.config import compose
 from dcvq.trainer import Trainer
-from dcvq.trainer.checkpoint import read_checkpoint
 
 SHORT = ["trainer.max_steps=3", "trainer.eval_every=2", "trainer.ckpt_every=100"]
 

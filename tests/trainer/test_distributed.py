@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
+from dcvq.checkpoint import read_checkpoint
 from dcvq.config import CONF_DIR
 from dcvq.trainer import Trainer
-from dcvq.trainer.checkpoint import read_checkpoint
 
 # The discriminator is off: its BatchNorm statistics and the adaptive weight depend on
 # the per-rank batch, so they cannot match a single process (documented in the README).

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dcvq import load_model
+from dcvq.checkpoint import read_checkpoint
 from dcvq.trainer import NonFiniteLossError, Trainer, train
-from dcvq.trainer.checkpoint import read_checkpoint
 from dcvq.trainer.loop import learning_rate
 
 QUANTIZERS = ["vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"]

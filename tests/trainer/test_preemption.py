@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from dcvq.checkpoint import read_checkpoint
 from dcvq.trainer import Trainer
-from dcvq.trainer.checkpoint import read_checkpoint
 from dcvq.trainer.preemption import PreemptionGuard, code_signal, signal_code
 
 OVERRIDES = ["trainer.max_steps=5", "trainer.eval_every=100", "trainer.ckpt_every=100"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dcvq.checkpoint import read_checkpoint
 from dcvq.trainer import Trainer
-from dcvq.trainer.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = "trainer.num_workers=2"  # persistent train workers, as by default

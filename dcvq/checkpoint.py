@@ -1,5 +1,8 @@
 """Checkpoints: written atomically, read with ``weights_only=True``.
 
+Written by the training loop (``dcvq.trainer``), read by it to resume and by
+``dcvq.build.load_model`` and ``python -m dcvq.evaluate``: a module below all three.
+
 Everything stored is a tensor or a plain Python value (config as YAML text, RNG states
 as tensors), so loading never unpickles arbitrary objects.
 """

@@ -1,8 +1,10 @@
+"""Checkpoints (dcvq.checkpoint): atomic writes, weights_only reads, RNG states."""
+
 import pytest
 import torch
 
-from dcvq.trainer import checkpoint
-from dcvq.trainer.checkpoint import read_checkpoint, save_checkpoint
+from dcvq import checkpoint
+from dcvq.checkpoint import read_checkpoint, save_checkpoint
 
 
 def test_round_trip_with_weights_only(tmp_path):
