@@ -30,7 +30,6 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import save_image
 
 from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
 from dcvq.checkpoint import read_checkpoint
@@ -40,6 +39,7 @@ from dcvq.config.schema import dataset_option
 from dcvq.config.validate import validate
 from dcvq.data import dataset_info
 from dcvq.evaluation import Evaluator
+from dcvq.images import save_reconstruction_grid
 from dcvq.trainer.distributed import DistEnv, resolve_device
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,7 @@ def evaluate_checkpoint(
     run_dir.mkdir(parents=True, exist_ok=True)
     batch = next(iter(loader)).images[: cfg.grid_images].to(device)
     with torch.no_grad():
-        recon = model(batch)[0].clamp(-1, 1)
-    save_image(
-        torch.cat([batch, recon]).float().add(1).div(2),
-        run_dir / "grid.png",
-        nrow=len(batch),
-        padding=2,
-    )
+        save_reconstruction_grid(batch, model(batch)[0], run_dir / "grid.png")
     if e.save_reconstructions:
         os.replace(partial, run_dir / "reconstructions")
     _write_atomic(run_dir / "eval.json", json.dumps(results, indent=1))

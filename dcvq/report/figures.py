@@ -17,6 +17,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
+from dcvq.images import split_reconstruction_grid
 from dcvq.report.collect import Run
 from dcvq.report.tables import Section, fmt
 
@@ -149,14 +150,6 @@ def usage_section_figure(runs: Sequence[Run]) -> Figure | None:
 
 
 # ---- Figure 4: reconstructions -------------------------------------------------------
-def split_grid(path: Path) -> tuple[Image.Image, Image.Image]:
-    """A training sample grid -> (inputs row, reconstructions row)."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-    half = im.height // 2
-    return im.crop((0, 0, im.width, half)), im.crop((0, half, im.width, im.height))
-
-
 def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
     """The inputs, then each run's reconstructions of them, labelled; one axes per row.
 
@@ -170,7 +163,7 @@ def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
         if run.sample is None:
             continue
         try:
-            top, bottom = split_grid(run.sample)
+            top, bottom = split_reconstruction_grid(run.sample)
         except OSError:
             continue  # a grid being written while we read: skip it, not the report
         if inputs is None or top.size != inputs.size or top.tobytes() != inputs.tobytes():

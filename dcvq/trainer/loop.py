@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from dcvq.build import (
@@ -36,6 +35,7 @@ from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.data.workers import SignalSafeLoader
 from dcvq.evaluation import Evaluator
+from dcvq.images import save_reconstruction_grid
 from dcvq.logger import RunLogger
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
 from dcvq.trainer.preemption import (
@@ -339,10 +339,7 @@ class Trainer:
         x_hat, _, _ = self.model(x)
         self.model.train(was_training)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid = torch.cat([x, x_hat.clamp(-1, 1)]).float().add(1).div(2)
-        save_image(grid, path, nrow=len(x), padding=2)
-        return path
+        return save_reconstruction_grid(x, x_hat, path)
 
     def run_eval(
         self, val: DataLoader, grid_batch: torch.Tensor, final: bool = False
