@@ -70,22 +70,25 @@ def ignore_preemption_signals(worker_id: int, then: Callable[[int], Any] | None 
     """The workers' ``worker_init_fn``: ignore the preemption signals (SIGTERM except from
     the main process), then run ``then``."""
     signals = preemption_signals()
-    others = [sig for sig in signals if sig != signal.SIGTERM]
-    for sig in others:
-        # Also discards a signal pending since the fork (blocked, see SignalSafeLoader).
-        signal.signal(sig, signal.SIG_IGN)
-    if signal.SIGTERM in signals and hasattr(signal, "sigwaitinfo"):  # not on macOS
+    for sig in signals:
+        if sig != signal.SIGTERM:
+            # Also discards a signal pending since the fork (blocked, see SignalSafeLoader).
+            signal.signal(sig, signal.SIG_IGN)
+    waited = [signal.SIGTERM] if signal.SIGTERM in signals else []
+    if not hasattr(signal, "sigwaitinfo"):  # macOS (no Slurm): PyTorch's handler decides
+        waited = []
+    if waited:
         # Blocked in every thread of the worker (threads inherit the mask): only
         # sigwaitinfo receives it. The main process: the parent, unless a fork server
         # started the worker.
-        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+        signal.pthread_sigmask(signal.SIG_BLOCK, waited)
         parent = multiprocessing.parent_process()
         main_pids = {os.getppid(), *([parent.pid] if parent is not None else [])}
         threading.Thread(
             target=_sigterm_from_main_only, args=(main_pids,), name="dcvq-sigterm", daemon=True
         ).start()
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, others)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig for sig in signals if sig not in waited])
     if then is not None:
         then(worker_id)
 
