@@ -66,28 +66,20 @@ def lpips_weights(empty_torch_home, standin_vgg16_file) -> Path:
     return dst
 
 
-# A training run that takes seconds on a CPU: f4 model at 32x32, a one-layer codebook
-# transformer, 32 codes per codebook, discriminator from step 2.
-TINY = [
-    "model=tiny",
-    "dataset.resolution=32",
-    "codebook.size=32",
-    "loss.perceptual_weight=0",
-    "loss.disc_start=2",
-    "loss.disc_ndf=8",
-    "trainer.batch_size=2",
-    "trainer.max_steps=4",
-    "trainer.eval_every=2",
-    "trainer.ckpt_every=2",
-    "trainer.log_every=1",
-    "trainer.num_workers=0",
-    "trainer.eval_batch_size=16",
-    "trainer.grid_images=2",
-    "trainer.progress=false",
-    "trainer.lr=1e-3",
-    "eval.max_images=8",
-]
-TINY_TRANSFORMER = ["quantizer.transformer_layers=1", "quantizer.transformer_ff=64"]
+# A training run that takes seconds on a CPU: conf/experiment/tiny.yaml, the same preset as
+# `python train.py experiment=tiny` (f4 model at 32x32, a one-layer codebook transformer
+# where the quantizer has one, 32 codes per codebook, discriminator from step 2, the
+# device pinned to the CPU).
+TINY = "experiment=tiny"
+
+
+def with_tiny(overrides) -> list[str]:
+    """``overrides`` with the tiny preset; another experiment among them is shrunk by it
+    (``experiment=demo`` -> ``experiment=[demo,tiny]``: tiny's values win, as the override
+    list's did)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+    rest = [o for o in overrides if not o.startswith("experiment=")]
+    return [f"experiment=[{chosen[-1]},tiny]" if chosen else TINY, *rest]
 
 
 @pytest.fixture
@@ -96,18 +88,18 @@ def tiny_cfg():
     from dcvq.config import compose
 
     def make(*overrides: str, quantizer: str | None = "t128_s128"):
-        """``quantizer=None`` leaves the choice to the overrides (e.g. ``+baseline=...``)."""
+        """``quantizer=None`` leaves the choice to the overrides (e.g. ``+baseline=...``,
+        which sets its own codebook size: add ``codebook.size=32`` for a tiny one)."""
         chosen = [f"quantizer={quantizer}"] if quantizer else []
-        extra = TINY_TRANSFORMER if quantizer and quantizer.startswith("t") else []
-        return compose([*chosen, *TINY, *extra, *overrides])
+        return compose([*chosen, *with_tiny(overrides)])
 
     return make
 
 
 @pytest.fixture
 def tiny_overrides() -> list[str]:
-    """The tiny overrides as command-line arguments (for subprocess runs of train.py)."""
-    return [*TINY, *TINY_TRANSFORMER]
+    """The tiny run as command-line arguments (for subprocess runs of train.py)."""
+    return [TINY]
 
 
 # ---- stand-in Inception for FID plumbing (never for results) -------------------------

@@ -223,3 +223,43 @@ def test_table1_commands_give_every_row(hydra_sweep_runner, table, name):
         f"python -m dcvq.report multirun/{name}\n"
         in (EXPERIMENTS / table / "README.md").read_text()
     )
+
+
+# ---- experiment=tiny: the tests' runs, and `python train.py experiment=tiny` ----------
+QUANTIZER_OPTIONS = sorted(p.stem for p in (CONF_DIR / "quantizer").glob("*.yaml"))
+BASELINES = sorted(p.stem for p in (CONF_DIR / "baseline").glob("*.yaml"))
+
+
+def quantizer_node(overrides: list[str]) -> dict:
+    return OmegaConf.to_container(compose(overrides).quantizer)  # unresolved
+
+
+@pytest.mark.parametrize(
+    "choice", [f"quantizer={q}" for q in QUANTIZER_OPTIONS] + [f"+baseline={b}" for b in BASELINES]
+)
+def test_tiny_composes_with_every_quantizer_option(choice):
+    """Every option (and baseline) trains tiny: the f4 model at 32 px on the CPU; an option
+    with a codebook transformer gets a one-layer one, every other quantizer is exactly its
+    own YAML (vq has no transformer keys to set)."""
+    cfg = compose(["experiment=tiny", choice])
+    validate(cfg)
+    assert cfg.model.ch == 32 and cfg.dataset.resolution == 32 and cfg.trainer.device == "cpu"
+    assert (cfg.trainer.max_steps, cfg.trainer.batch_size, cfg.loss.perceptual_weight) == (4, 2, 0)
+    # a baseline sets its own codebook size (1024), as with every preset
+    assert cfg.codebook.size == (1024 if choice.startswith("+baseline") else 32)
+    alone = quantizer_node([choice])
+    if cfg.quantizer.get("global_transformer"):
+        assert (cfg.quantizer.transformer_layers, cfg.quantizer.transformer_ff) == (1, 64)
+        alone |= {"transformer_layers": 1, "transformer_ff": 64}
+    assert OmegaConf.to_container(cfg.quantizer) == alone
+
+
+def test_every_per_quantizer_file_names_an_experiment_and_an_option():
+    """conf/experiment/quantizer/<experiment>_<option>.yaml is pulled in `optional`ly: a
+    misspelt name would be skipped without a word."""
+    experiments = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")}
+    files = sorted((CONF_DIR / "experiment" / "quantizer").glob("*.yaml"))
+    assert files
+    names = {f"{e}_{q}" for e in experiments for q in QUANTIZER_OPTIONS}
+    for path in files:
+        assert path.stem in names, path.name
