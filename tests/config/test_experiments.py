@@ -4,6 +4,7 @@ their READMEs (experiments/<table>/README.md) give."""
 from __future__ import annotations
 
 import csv
+import re
 import shlex
 from pathlib import Path
 
@@ -223,6 +224,52 @@ def test_table1_commands_give_every_row(hydra_sweep_runner, table, name):
         f"python -m dcvq.report multirun/{name}\n"
         in (EXPERIMENTS / table / "README.md").read_text()
     )
+
+
+# ---- the shared recipe, and what the presets cite -----------------------------------
+RECIPE_USERS = ("table1_ade20k", "table1_celebahq", "table1_coco", "tableS1_cub")
+
+
+def test_presets_share_the_recipe_instead_of_copies():
+    """The training setting is written once (conf/experiment/recipe/paper.yaml): no preset
+    restates a key of it, so the tables cannot drift apart."""
+    recipe = OmegaConf.load(CONF_DIR / "experiment" / "recipe" / "paper.yaml")
+    for name in RECIPE_USERS:
+        raw = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml")
+        assert "recipe/paper" in raw.defaults, name
+        restated = {k for k in set(raw) & set(recipe) if k not in ("dataset", "defaults")}
+        restated |= {f"dataset.{k}" for k in set(raw.dataset) & set(recipe.dataset)}
+        assert not restated, (name, restated)
+
+
+def test_parts_of_presets_are_not_experiments(hydra_sweep_runner):
+    """conf/experiment/recipe/ and conf/experiment/quantizer/ hold parts of presets:
+    experiment=glob(*) runs only the presets, the files directly in conf/experiment/."""
+    from hydra.core.hydra_config import HydraConfig
+
+    register()
+    swept = []
+    runner = hydra_sweep_runner(
+        calling_file=str(REPO / "train.py"),
+        calling_module=None,
+        config_path="conf",
+        config_name="train",
+        task_function=lambda cfg: swept.append(HydraConfig.get().runtime.choices.experiment),
+        overrides=["experiment=glob(*)", "hydra/launcher=basic"],
+    )
+    with runner:
+        pass
+    parts = [p for p in (CONF_DIR / "experiment").rglob("*.yaml") if p.parent.name != "experiment"]
+    assert {"paper.yaml", "tiny_t128_s128.yaml"} <= {p.name for p in parts}
+    assert sorted(swept) == sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_presets_cite_only_files_in_the_repository():
+    """A reader of a preset can open every document it points to (the papers are cited by
+    title)."""
+    for path in CONF_DIR.rglob("*.yaml"):
+        for name in re.findall(r"[\w./-]*\w\.md\b", path.read_text()):
+            assert (REPO / name).is_file() or (path.parent / name).is_file(), (path, name)
 
 
 # ---- experiment=tiny: the tests' runs, and `python train.py experiment=tiny` ----------
