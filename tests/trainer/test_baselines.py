@@ -47,7 +47,8 @@ def test_baseline_trains_and_round_trips(tiny_cfg, tmp_path, baseline, target):
         assert indices.shape == (3, 1, 8, 8)
         # The indices give back z_q: the codes themselves, or for CVQ its straight-through
         # z + (q - z), elementwise one rounding per operation away from the codes:
-        # |z_q - q| <= eps/2 (|q - z| + |z_q|). Then the same input, the same image.
+        # |z_q - q| <= eps/2 (|q - z| + |z_q|) < eps (|q - z| + |q|). Then the same
+        # input, the same image.
         z = model.quant_conv(model.encoder(x))
         codes = model.quantizer.decode_indices(indices)
         slack = torch.finfo(torch.float32).eps * ((codes - z).abs() + codes.abs())
