@@ -187,6 +187,13 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.ckpt_path)
 
     def maybe_resume(self) -> None:
+        if not self.t.resume and self.ckpt_path.is_file():
+            log.warning(
+                "trainer.resume=false: starting from step 0; the checkpoint %s from an earlier "
+                "run is not loaded and will be overwritten at the first save",
+                self.ckpt_path,
+            )
+            return
         if self.t.resume and self.ckpt_path.is_file():
             state = read_checkpoint(self.ckpt_path, map_location=self.device)
             try:

@@ -77,10 +77,25 @@ def test_resume_is_bit_identical(tiny_cfg, tmp_path):
         assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
 
 
-def test_resume_off_or_without_checkpoint_starts_fresh(tiny_cfg, tmp_path):
+def test_resume_without_checkpoint_starts_fresh(tiny_cfg, tmp_path):
     t = Trainer(tiny_cfg("trainer.resume=true"), tmp_path)
     t.maybe_resume()
     assert t.step == 0
+
+
+def test_resume_off_with_a_checkpoint_starts_fresh_and_says_so(tiny_cfg, tmp_path, caplog):
+    overrides = ["trainer.max_steps=2", "trainer.eval_every=100"]
+    first = Trainer(tiny_cfg(*overrides), tmp_path)
+    first.fit()
+    fresh = Trainer(tiny_cfg(*overrides, "trainer.resume=false"), tmp_path)
+    with caplog.at_level("WARNING", logger="dcvq.trainer.loop"):
+        fresh.maybe_resume()
+    assert fresh.step == 0
+    assert "trainer.resume=false: starting from step 0" in caplog.text
+    assert "last.pt" in caplog.text
+    # the fresh run starts from the seed's initialisation, not the checkpoint's weights
+    init = Trainer(tiny_cfg(*overrides), tmp_path / "other").model.state_dict()
+    assert all(torch.equal(v, init[k]) for k, v in fresh.model.state_dict().items())
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
@@ -118,12 +133,6 @@ def test_learning_rate_rule(tiny_cfg):
     cfg = tiny_cfg("trainer.lr=null", "trainer.batch_size=4", "trainer.accumulate=2")
     assert learning_rate(cfg.trainer, world_size=8) == pytest.approx(4.5e-6 * 4 * 2 * 8)
     assert learning_rate(tiny_cfg("trainer.lr=0.01").trainer, world_size=8) == 0.01
-
-
-def test_gradient_accumulation_runs(tiny_cfg, tmp_path):
-    trainer = Trainer(tiny_cfg("trainer.accumulate=2", "trainer.max_steps=2"), tmp_path)
-    trainer.fit()
-    assert trainer.step == 2
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
