@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``.
+"""Checkpoints: written atomically, read with ``weights_only=True``; and the run's
+result files (``eval.json``), written atomically too.
 
 Written by the training loop (``dcvq.trainer``), read by it to resume and by
 ``dcvq.build.load_model`` and ``python -m dcvq.evaluate``: a module below all three.
@@ -43,6 +44,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``path`` appears whole or not at all (a signal or crash mid-write leaves no
+    truncated file that would read as a finished result)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -32,7 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dcvq.build import build_dataset, build_eval_loader, model_from_checkpoint
-from dcvq.checkpoint import read_checkpoint
+from dcvq.checkpoint import read_checkpoint, write_text_atomic
 from dcvq.config import CONF_DIR, register
 from dcvq.config.diff import config_changes
 from dcvq.config.schema import dataset_option
@@ -141,15 +141,6 @@ def _read(path: str | Path) -> dict[str, Any]:
     return _preloaded.pop(str(path), None) or read_checkpoint(path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)  # the file appears whole or not at all
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def evaluate_checkpoint(
     cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -202,7 +193,7 @@ def evaluate_checkpoint(
         save_reconstruction_grid(batch, model(batch)[0], run_dir / "grid.png")
     if e.save_reconstructions:
         os.replace(partial, run_dir / "reconstructions")
-    _write_atomic(run_dir / "eval.json", json.dumps(results, indent=1))
+    write_text_atomic(run_dir / "eval.json", json.dumps(results, indent=1))
     fid = "not measured" if results["fid"] is None else f"{results['fid']:.2f}"
     log.info(
         "%s: PSNR %.2f, FID %s, %d images -> %s",

@@ -75,3 +75,20 @@ def test_cuda_rng_state_of_the_training_device_round_trips():
     # older checkpoints stored a list, one state per visible device
     checkpoint.set_rng_state(state | {"cuda": [state["cuda"]]}, device)
     assert torch.equal(torch.rand(3, device=device), expected)
+
+
+def test_result_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    from dcvq.checkpoint import write_text_atomic
+
+    path = tmp_path / "eval.json"
+    write_text_atomic(path, '{"psnr": 1}')
+    assert path.read_text() == '{"psnr": 1}'
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # a signal between the write and the rename
+
+    monkeypatch.setattr("dcvq.checkpoint.os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(path, '{"psnr": 2}')
+    assert path.read_text() == '{"psnr": 1}'  # the earlier file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]  # no temp file left

@@ -29,7 +29,13 @@ from dcvq.build import (
     build_model,
     resolve_num_workers,
 )
-from dcvq.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dcvq.checkpoint import (
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_text_atomic,
+)
 from dcvq.config import validate
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler, collate, dataset_info
@@ -431,7 +437,7 @@ class Trainer:
             self.hand_on(guard, signum)
         if self.dist.is_main:
             results["step"] = self.step
-            (self.run_dir / "eval.json").write_text(json.dumps(results, indent=1))
+            write_text_atomic(self.run_dir / "eval.json", json.dumps(results, indent=1))
         if guard.requested:
             log.warning(
                 "%s received as the final evaluation ended: the run is complete, ending normally",
