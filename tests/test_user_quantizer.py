@@ -42,7 +42,7 @@ def test_a_user_quantizer_joins_the_glob_sweep(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
-    overrides = [o for o in tiny_overrides if not o.startswith("quantizer.")]
+    overrides = list(tiny_overrides)
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [

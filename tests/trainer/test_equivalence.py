@@ -187,7 +187,7 @@ def test_ddp_trains_cvq_with_the_discriminator_in_step(tiny_overrides, tmp_path)
     broadcast from rank 0: after steps with the discriminator on, every rank holds the
     same codebook, autoencoder and discriminator, bit for bit."""
     overrides = [
-        *[o for o in tiny_overrides if not o.startswith("quantizer.")],
+        *tiny_overrides,
         "+baseline=cvq",
         "codebook.size=32",
         *[o for o in COMMON if not o.startswith("quantizer.")],

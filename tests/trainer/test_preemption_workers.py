@@ -95,7 +95,7 @@ def test_signal_to_the_process_group_mid_training(tiny_overrides, tmp_path):
     evaluation every 3 steps)."""
     max_steps = 8
     overrides = [
-        *(o for o in tiny_overrides if not o.startswith(("trainer.num_workers=", "trainer.max_"))),
+        *tiny_overrides,
         WORKERS, f"trainer.max_steps={max_steps}", "trainer.eval_every=3",
         "trainer.ckpt_every=100",
     ]  # fmt: skip
