@@ -161,6 +161,16 @@ def inception_weights(empty_torch_home, standin_inception_file) -> Path:
     return dst
 
 
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch) -> Path:
+    """wandb in offline mode for subprocesses, with no key or netrc to find (no prompt);
+    returns its directory."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path / "wandb_home"
+
+
 @pytest.fixture(scope="session")
 def wandb_records():
     """tests/logger/wandb_records.py, the reader of wandb's offline run files: a test helper

@@ -13,11 +13,9 @@ TABLE2 = {"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"}
 
 
 @pytest.mark.slow
-def test_headline_sweep_with_wandb_and_report(wandb_records, tiny_overrides, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
-    overrides = list(tiny_overrides)
+def test_headline_sweep_with_wandb_and_report(
+    wandb_records, offline_wandb, tiny_overrides, tmp_path
+):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [
@@ -26,7 +24,7 @@ def test_headline_sweep_with_wandb_and_report(wandb_records, tiny_overrides, tmp
             "-m",
             "quantizer=glob(*)",
             "codebook.size=512,1024",
-            *overrides,
+            *tiny_overrides,
             "trainer.max_steps=1",
             "eval.max_images=4",
             "logger=wandb",

@@ -30,7 +30,7 @@ def readme_files() -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_a_user_quantizer_joins_the_glob_sweep(
-    wandb_records, tiny_overrides, tmp_path, monkeypatch
+    wandb_records, offline_wandb, tiny_overrides, tmp_path
 ):
     module, yaml = readme_files()
     (tmp_path / "src").mkdir()
@@ -39,10 +39,6 @@ def test_a_user_quantizer_joins_the_glob_sweep(
     # 1.3's glob does not list options from hydra.searchpath: hydra issue #1942).
     (tmp_path / "my_conf" / "quantizer").mkdir(parents=True)
     (tmp_path / "my_conf" / "quantizer" / "my_vq.yaml").write_text(yaml)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc, no key: offline without prompts
-    overrides = list(tiny_overrides)
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [
@@ -52,7 +48,7 @@ def test_a_user_quantizer_joins_the_glob_sweep(
             "--config-dir",
             str(tmp_path / "my_conf"),
             "quantizer=glob(*,exclude=[t*,s*])",  # vq and my_vq: the paper's duals excluded
-            *overrides,
+            *tiny_overrides,
             "trainer.max_steps=1",
             "eval.max_images=4",
             "logger=wandb",
