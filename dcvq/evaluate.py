@@ -56,9 +56,6 @@ EVAL_FROM_TRAINING = ("protocol", "missing_weights")
 PREPROCESSING_KEYS = ("resolution", "policy", "interpolation")
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
-# checkpoint read by main() before Hydra composes (for its dataset option), used once
-_preloaded: dict[str, dict[str, Any]] = {}
-
 
 class Stopped(BaseException):
     """A stop signal reached the evaluation. A BaseException: ``except Exception`` (Hydra's
@@ -137,10 +134,6 @@ def settings_from_training(
     return taken
 
 
-def _read(path: str | Path) -> dict[str, Any]:
-    return _preloaded.pop(str(path), None) or read_checkpoint(path)
-
-
 def evaluate_checkpoint(
     cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -151,7 +144,7 @@ def evaluate_checkpoint(
     run (:func:`settings_from_training`); None: ``cfg`` is used as it is.
     """
     run_dir = Path(run_dir)
-    state = _read(cfg.checkpoint)
+    state = read_checkpoint(cfg.checkpoint)
     saved = OmegaConf.create(state.get("config") or "{}")
     taken = settings_from_training(cfg, saved, overrides) if overrides is not None else []
     if taken:
@@ -242,10 +235,9 @@ def _dataset_override(argv: Sequence[str]) -> list[str]:
     if checkpoint is None:
         return []
     try:
-        state = read_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint, mmap=True)  # the config only: nothing is read
     except Exception:
         return []  # evaluate_checkpoint reports it, with the run's logging
-    _preloaded[checkpoint] = state
     saved = OmegaConf.create(state.get("config") or "{}")
     option = dataset_option(str(OmegaConf.select(saved, "dataset._target_", default="")))
     return [f"dataset={option}"] if option else []
