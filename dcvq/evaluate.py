@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,30 +65,73 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-_stopped_by: list[int] = []  # the signal, once one arrived (main process only)
+class StopSignals:
+    """``with StopSignals() as stops:`` turns the stop signals into :class:`Stopped` in
+    the main process, at once (an evaluation's reference statistics or a model build can
+    take minutes), except while a batch is received from the data-loader workers
+    (:meth:`batches`): stopping there, mid-handshake of the tensors' shared memory,
+    leaves a worker with a broken connection and a traceback; the batch is received,
+    then the evaluation stops."""
 
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._receiving = False
+        self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turns the stop signals into :class:`Stopped` in this (the main) process."""
-    main_pid = os.getpid()
+    def __enter__(self) -> StopSignals:
+        for name in STOP_SIGNALS:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
 
-    def handler(signum: int, frame: Any) -> None:
-        if os.getpid() != main_pid:
-            return  # a forked data-loader worker: the main process stops it
-        _stopped_by.append(signum)
-        raise Stopped(signum)
-
-    previous = {}
-    for name in STOP_SIGNALS:
-        if hasattr(signal, name):
-            sig = getattr(signal, name)
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._previous.items():
             signal.signal(sig, old)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked data-loader worker: the main process stops it
+        if self.signum is None:
+            self.signum = signum
+        if not self._receiving:
+            raise Stopped(signum)
+
+    def batches(self, loader: Any) -> Any:
+        """``loader``, receiving each batch whole before a stop signal takes effect."""
+        return _ReceivedWhole(loader, self)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+class _ReceivedWhole:
+    def __init__(self, loader: Any, stops: StopSignals) -> None:
+        self.loader, self.stops = loader, stops
+
+    def __getattr__(self, name: str) -> Any:  # dataset, batch_size: the loader's
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        while True:
+            self.stops._receiving = True
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.stops._receiving = False
+            self.stops.check()
+            yield batch
 
 
 def _user_keys(overrides: Sequence[str]) -> set[str]:
@@ -135,13 +177,17 @@ def settings_from_training(
 
 
 def evaluate_checkpoint(
-    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] | None = None
+    cfg: DictConfig,
+    run_dir: str | Path,
+    overrides: Sequence[str] | None = None,
+    stops: StopSignals | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint`` (a composed ``evaluate`` config) into ``run_dir``.
 
     ``overrides``: the overrides ``cfg`` was composed with (the command line). Given,
     every data and eval setting they leave unset is taken from the checkpoint's training
-    run (:func:`settings_from_training`); None: ``cfg`` is used as it is.
+    run (:func:`settings_from_training`); None: ``cfg`` is used as it is. ``stops``: the
+    entry point's :class:`StopSignals`, which receives each batch whole.
     """
     run_dir = Path(run_dir)
     state = read_checkpoint(cfg.checkpoint)
@@ -162,6 +208,8 @@ def evaluate_checkpoint(
         log.warning("settings differ from the checkpoint's training run: %s", "; ".join(changed))
     dataset = build_dataset(cfg, cfg.dataset.split, training=False)
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
+    if stops is not None:
+        loader = stops.batches(loader)
     e = cfg.eval
     partial = run_dir / "reconstructions.partial"  # renamed once the evaluation is complete
     results = Evaluator.from_config(e, device)(
@@ -202,19 +250,6 @@ def evaluate_checkpoint(
 register()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def _main(cfg: DictConfig) -> None:
-    try:
-        evaluate_checkpoint(
-            cfg, HydraConfig.get().runtime.output_dir, HydraConfig.get().overrides.task
-        )
-    except Exception as e:
-        # A data-loader worker that died of the same signal can fail the loader first.
-        if _stopped_by:
-            raise Stopped(_stopped_by[0]) from e
-        raise
-
-
 def _dataset_override(argv: Sequence[str]) -> list[str]:
     """``dataset=<the checkpoint's option>`` when the command line names none: Hydra
     composes the dataset option before the checkpoint is read."""
@@ -244,10 +279,23 @@ def _dataset_override(argv: Sequence[str]) -> list[str]:
 
 
 def main() -> None:
-    with stop_on_signals():
+    with StopSignals() as stops:
+
+        @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+        def run(cfg: DictConfig) -> None:
+            hydra_cfg = HydraConfig.get()
+            try:
+                evaluate_checkpoint(
+                    cfg, hydra_cfg.runtime.output_dir, hydra_cfg.overrides.task, stops
+                )
+            except Exception:
+                # A data-loader worker that died of the same signal can fail the loader first.
+                stops.check()
+                raise
+
         try:
             sys.argv[1:] = [*_dataset_override(sys.argv[1:]), *sys.argv[1:]]
-            _main()
+            run()
         except Stopped as s:
             name = signal.Signals(s.signum).name
             log.error("stopped by %s before the evaluation finished: no eval.json written", name)
