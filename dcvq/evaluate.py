@@ -7,9 +7,9 @@ training), over the whole split (``eval.max_images`` caps it). With
 ``dataset=<another option>`` only the training's preprocessing (resolution, crop policy,
 interpolation) is kept.
 
-Writes a comparison grid, optionally the reconstructions, and last ``eval.json`` (the
-format of training's final evaluation), atomically: an ``eval.json`` is a finished
-evaluation. A stop signal (SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with
+Writes a comparison grid, optionally the reconstructions, ``per_image.csv`` (each image's
+metrics, for paired comparisons) and last ``eval.json`` (the format of training's final
+evaluation), atomically: an ``eval.json`` is a finished evaluation. A stop signal (SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with
 exit status 128 + signal and no ``eval.json``; reconstructions written so far stay in
 ``reconstructions.partial/``.
 """
@@ -37,7 +37,7 @@ from dcvq.config.diff import config_changes
 from dcvq.config.schema import dataset_option
 from dcvq.config.validate import validate
 from dcvq.data import dataset_info
-from dcvq.evaluation import Evaluator
+from dcvq.evaluation import Evaluator, write_per_image
 from dcvq.images import save_reconstruction_grid
 from dcvq.trainer.distributed import DistEnv, resolve_device
 
@@ -219,7 +219,9 @@ def evaluate_checkpoint(
         progress=cfg.progress,
         split=cfg.dataset.split,
         reconstructions_dir=partial if e.save_reconstructions else None,
+        per_image=True,
     )
+    per_image = results.pop("per_image")
     results |= {
         "checkpoint": str(cfg.checkpoint),
         "step": step,
@@ -234,6 +236,7 @@ def evaluate_checkpoint(
         save_reconstruction_grid(batch, model(batch)[0], run_dir / "grid.png")
     if e.save_reconstructions:
         os.replace(partial, run_dir / "reconstructions")
+    write_per_image(run_dir / "per_image.csv", per_image)
     write_text_atomic(run_dir / "eval.json", json.dumps(results, indent=1))
     fid = "not measured" if results["fid"] is None else f"{results['fid']:.2f}"
     log.info(

@@ -3,11 +3,15 @@
 :func:`evaluate` streams a loader through the model once and returns a JSON-ready dict
 (the content of ``eval.json``). Both the training loop and ``python -m dcvq.evaluate``
 call it, so their numbers agree. Memory stays bounded whatever the split size: only
-per-image metric sums, code counts and FID running statistics are kept.
+per-image metric sums, code counts and FID running statistics are kept, and, when asked
+(``per_image=True``: the final evaluation), five floats per image for ``per_image.csv``,
+which lets the report compare two runs image by image (a paired comparison).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import re
@@ -20,6 +24,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dcvq import weights
+from dcvq.checkpoint import write_text_atomic
 from dcvq.metrics.fid import StreamingFID, load_inception, resolve_inception_weights
 from dcvq.metrics.image import to_uint8
 from dcvq.metrics.lpips import LPIPS
@@ -129,6 +134,7 @@ class Evaluator:
         reconstructions_dir: str | os.PathLike | None = None,
         progress: bool = False,
         split: str = "val",
+        per_image: bool = False,
     ) -> dict[str, Any]:
         """Reconstruct every image of ``loader`` and measure it.
 
@@ -142,7 +148,9 @@ class Evaluator:
         dead, perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``,
         ``note``, ``split``, ``n_images``, ``skipped`` (names of undecodable files),
         ``versions``, ``weights`` ({"inception"/"vgg16": {path, official}}) and
-        ``not_measured`` ({metric: why} for metrics skipped for want of weights).
+        ``not_measured`` ({metric: why} for metrics skipped for want of weights). With
+        ``per_image``, also ``per_image``: {"name": [...], metric: [...]} in the loader's
+        order (write it with :func:`write_per_image`; it does not belong in eval.json).
         """
         device, proto, lpips_net = self.device, self.protocol, self.lpips
         fid_acc = StreamingFID(self.inception, device) if self.inception is not None else None
@@ -153,6 +161,10 @@ class Evaluator:
             out_dir.mkdir(parents=True, exist_ok=True)
 
         sums = dict.fromkeys((*PER_IMAGE, "lpips"), 0.0)
+        rows: dict[str, list] | None = None
+        if per_image:
+            keys = ("name", *PER_IMAGE, *(["lpips"] if lpips_net is not None else []))
+            rows = {k: [] for k in keys}
         n_images, skipped, written = 0, [], set()
         bar = None
         if progress:
@@ -176,12 +188,17 @@ class Evaluator:
                     recon, _, info = model(x)
                     recon = recon.float()
                     measured = proto.measure(x, recon)
-                    for key, values in measured.per_image.items():
-                        sums[key] += float(values.sum())
+                    values = dict(measured.per_image)
                     if lpips_net is not None:
                         a = measured.real.to(device).float().div(127.5).sub(1.0)
                         b = measured.fake.to(device).float().div(127.5).sub(1.0)
-                        sums["lpips"] += float(lpips_net(a, b).double().sum())
+                        values["lpips"] = lpips_net(a, b).double().flatten()
+                    for key, v in values.items():
+                        sums[key] += float(v.sum())
+                    if rows is not None:
+                        for key, v in values.items():
+                            rows[key].extend(v.cpu().tolist())
+                        rows["name"].extend(names or (str(n_images + i) for i in range(len(x))))
                     if fid_acc is not None:
                         fid_acc.update(measured.real, measured.fake)
                     usage.update(info["indices"])
@@ -209,7 +226,8 @@ class Evaluator:
         if skipped:
             log.warning("%d unreadable images skipped: %s", len(skipped), ", ".join(skipped[:10]))
 
-        return {
+        extra = {"per_image": rows} if rows is not None else {}
+        return extra | {
             "fid": fid_value,
             "psnr": mean("psnr"),
             "l1": mean("l1"),
@@ -260,6 +278,16 @@ def evaluate(
         progress=progress,
         split=split,
     )
+
+
+def write_per_image(path: str | os.PathLike, rows: dict[str, list]) -> None:
+    """``per_image.csv``: a header (``name``, the metrics) and one row per image, written
+    atomically. Full float precision: a paired comparison sums small differences."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(rows)
+    writer.writerows(zip(*rows.values(), strict=True))
+    write_text_atomic(path, text.getvalue())
 
 
 def _describe_weights(path: Path, spec: weights.WeightFile) -> dict[str, Any]:

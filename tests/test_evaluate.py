@@ -41,6 +41,10 @@ def test_offline_numbers_equal_training_numbers(trained, tmp_path):
     assert results["data"] == during_training["data"]
     assert results["data"]["dataset"] == "SampleImages" and results["data"]["split"] == "val"
     assert results["differs_from_training"] == []
+    # image by image too (the report's paired comparisons pair these files)
+    assert (tmp_path / "eval" / "per_image.csv").read_text() == (
+        trained / "per_image.csv"
+    ).read_text()
 
 
 def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips_weights):
@@ -72,6 +76,10 @@ def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips
     assert "settings differ from the checkpoint's training run: eval.protocol" in proc.stdout
     assert set(results["codebooks"]) == {"global", "local"}
     assert len(list((out / "reconstructions").glob("*.png"))) == 12
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert rows[0] == "name,psnr,l1,l2,ssim,lpips" and len(rows) == 13
+    lpips = [float(r.split(",")[-1]) for r in rows[1:]]
+    assert sum(lpips) / 12 == pytest.approx(results["lpips"], rel=1e-9)
     assert "img/s" in proc.stderr  # the progress bar
 
 

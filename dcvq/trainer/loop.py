@@ -37,10 +37,10 @@ from dcvq.checkpoint import (
     write_text_atomic,
 )
 from dcvq.config import validate
-from dcvq.config.diff import config_changes
+from dcvq.config.diff import config_changes, result_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.data.workers import SignalSafeLoader
-from dcvq.evaluation import Evaluator
+from dcvq.evaluation import Evaluator, write_per_image
 from dcvq.images import save_reconstruction_grid
 from dcvq.logger import RunLogger
 from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
@@ -213,6 +213,10 @@ class Trainer:
                     f"checkpoint is left as it is.\n{e}"
                 ) from e
             log.info("resumed from %s at step %d", self.ckpt_path, self.step)
+            saved = OmegaConf.to_container(OmegaConf.create(state.get("config") or "{}"))
+            changed = result_changes(saved, self.cfg, also_neutral=("trainer.max_steps",))
+            if changed:
+                log.warning("resumed with settings that differ: %s", "; ".join(changed))
 
     # ---- data --------------------------------------------------------------------
     def loaders(self) -> tuple[DataLoader, DataLoader]:
@@ -332,7 +336,10 @@ class Trainer:
             max_images=max_images,
             reconstructions_dir=recon_dir,
             split=self.cfg.dataset.split,
+            per_image=final,
         )
+        if final:  # before eval.json, which marks the run finished
+            write_per_image(self.run_dir / "per_image.csv", results.pop("per_image"))
         return results | {"data": dataset_info(val.dataset)}
 
     def grid_images(self, dataset) -> torch.Tensor:
@@ -436,7 +443,9 @@ class Trainer:
             log.warning("final evaluation interrupted; the checkpoint is at step %d", self.step)
             self.hand_on(guard, signum)
         if self.dist.is_main:
+            # The config it belongs to: a re-launched sweep skips this run only if unchanged.
             results["step"] = self.step
+            results["config"] = OmegaConf.to_container(self.cfg, resolve=True)
             write_text_atomic(self.run_dir / "eval.json", json.dumps(results, indent=1))
         if guard.requested:
             log.warning(
@@ -527,5 +536,34 @@ class Trainer:
                 f.write(json.dumps({"step": self.step} | logs) + "\n")
 
 
+def finished_results(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's eval.json if it finished with this very config (but for keys that do
+    not change results), else None: it is then trained, resumed or re-run."""
+    path = Path(run_dir) / "eval.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    saved = results.get("config") if isinstance(results, dict) else None
+    if not isinstance(saved, dict):
+        log.info("%s has no config (written by an older dcvq): training again", path)
+        return None
+    changed = result_changes(saved, cfg)
+    if changed:
+        log.info("%s is from another config (%s): training again", path, "; ".join(changed))
+        return None
+    return results
+
+
 def train(cfg: DictConfig, run_dir: str | Path, logger: RunLogger | None = None) -> dict:
+    """Train ``cfg`` into ``run_dir`` and return the final evaluation (eval.json). A run
+    that finished with this config is not trained again (a re-launched sweep trains only
+    what is unfinished or missing); a checkpoint is resumed (``trainer.resume``)."""
+    finished = finished_results(cfg, run_dir)
+    if finished is not None:
+        log.info(
+            "%s finished at step %s with this config: nothing to train (eval.json kept)",
+            run_dir, finished.get("step"),
+        )  # fmt: skip
+        return finished
     return Trainer(cfg, run_dir, logger).fit()
