@@ -171,6 +171,10 @@ class TrainerSchema:
     # lr = base_lr * batch_size * accumulate * world_size (taming's rule) unless lr is set
     base_lr: float = 4.5e-6
     lr: float | None = None
+    # constant (taming) | cosine: from lr to 0 at max_steps, after warmup_steps of linear
+    # warm-up (a fixed budget ends converged for that budget: ablations at small scale)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     eval_every: int = 5000
     ckpt_every: int = 5000
@@ -244,6 +248,65 @@ class EvaluateSchema:
     progress: bool = True
 
 
+@dataclass
+class PriorModelSchema:
+    """``prior.model``: the token prior's transformer (dcvq/prior/model.py). Its codebook
+    sizes and token grid come from the tokenizer."""
+
+    _target_: str = "dcvq.prior.model.TokenPrior"
+    layers: int = 2
+    width: int = 64
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    # fixed sizes for a prior meant for one tokenizer shape; null: the tokenizer's
+    seq_len: int | None = None  # h * w * K tokens per image
+    vocab_sizes: list[int] | None = None  # one per codebook
+
+
+@dataclass
+class PriorSchema:
+    """The ``prior`` group's options (conf/prior/, except ``none``): dcvq/prior/."""
+
+    model: PriorModelSchema = field(default_factory=PriorModelSchema)
+    max_steps: int = 1000
+    batch_size: int = 32  # token grids per process (per GPU)
+    lr: float = 3e-4  # absolute, whatever the number of processes
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    ckpt_every: int = 1000
+    log_every: int = 50
+    resume: bool = True
+    seed: int = 0
+    dist_timeout_min: float = 120
+    # images per batch when encoding, measuring held-out bits and sampling
+    eval_batch_size: int = 64
+    max_train_images: int | None = None  # null: the whole training split
+    max_eval_images: int | None = None  # null: the whole held-out split
+    # held-out images generation FID compares with, and samples drawn for it (as many);
+    # null: max_eval_images
+    fid_images: int | None = None
+    grid_images: int = 16  # samples.png
+    temperature: float = 1.0
+    top_k: int | None = None  # null: sample from every code
+
+
+@dataclass
+class PriorRunSchema:
+    """``python -m dcvq.prior``: a token prior on a tokenizer checkpoint."""
+
+    checkpoint: str = MISSING
+    dataset: Any = MISSING
+    prior: Any = MISSING
+    eval: EvalSchema = field(default_factory=lambda: EvalSchema(fid=True))
+    device: str = "auto"
+    num_workers: Any = "auto"  # int >= 0 or auto, as trainer.num_workers
+    progress: bool = True
+
+
 #: the dataset options of conf/dataset/ and their schemas
 DATASETS = {
     "samples": SamplesSchema,
@@ -281,3 +344,5 @@ def register() -> None:
     for name, schema in DATASETS.items():
         cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(group="schema/trainer", name="default", node=TrainerSchema)
+    cs.store(group="schema", name="prior_train", node=PriorRunSchema)
+    cs.store(group="schema/prior", name="default", node=PriorSchema)

@@ -144,6 +144,10 @@ def validate(cfg: DictConfig) -> None:
             errors.append(f"trainer.precision={t.precision!r}: use auto, fp32, bf16 or fp16")
         if t.get("dist_timeout_min", 1) <= 0:
             errors.append(f"trainer.dist_timeout_min={t.dist_timeout_min} must be > 0")
+        if t.get("lr_schedule", "constant") not in ("constant", "cosine"):
+            errors.append(f"trainer.lr_schedule={t.lr_schedule!r}: use constant or cosine")
+        if t.get("warmup_steps", 0) < 0:
+            errors.append(f"trainer.warmup_steps={t.warmup_steps}: use a number >= 0")
         if t.get("compile", "none") not in ("none", "codebook", "model"):
             errors.append(f"trainer.compile={t.compile!r}: use none, codebook or model")
         errors += _num_workers_errors(t.get("num_workers", 0), "trainer.num_workers")

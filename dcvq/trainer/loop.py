@@ -75,6 +75,18 @@ def learning_rate(t: DictConfig, world_size: int) -> float:
     return t.base_lr * t.batch_size * t.accumulate * world_size
 
 
+def lr_factor(t: DictConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based) over ``trainer.lr``: a function of
+    the step alone, so a resumed run follows the schedule exactly with no state."""
+    warmup = t.get("warmup_steps", 0)
+    if step < warmup:
+        return (step + 1) / warmup
+    if t.get("lr_schedule", "constant") == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, t.max_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 def average_gradients(module: torch.nn.Module, world_size: int) -> None:
     for p in module.parameters():
         if p.grad is not None:
@@ -131,7 +143,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         self.loss = build_loss(cfg).to(self.device)
         apply_speed_options(self.model, self.loss, self.t)
-        lr = learning_rate(self.t, self.dist.world_size)
+        self.lr = lr = learning_rate(self.t, self.dist.world_size)
         betas = tuple(self.t.betas)
         fused = self.device.type == "cuda"
         self.opt_ae = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas, fused=fused)
@@ -310,6 +322,10 @@ class Trainer:
                 + f". The last good checkpoint {self.ckpt_path} is intact (nothing was saved "
                 "after this step). Lower trainer.lr/base_lr or use trainer.precision=fp32."
             )
+        lr = self.lr * lr_factor(self.t, self.step)
+        for group in (*self.opt_ae.param_groups, *self.opt_d.param_groups):
+            group["lr"] = lr
+        values["lr"] = lr
         self.scaler.step(self.opt_ae)
         if disc_on:
             if self.dist.enabled:

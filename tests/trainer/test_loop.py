@@ -165,3 +165,19 @@ def test_metric_networks_leave_the_shared_rng_alone(tiny_cfg, tmp_path, lpips_we
     assert with_lpips.evaluator.lpips is not None
     assert torch.equal(torch.get_rng_state(), state)
     del without
+
+
+def test_cosine_schedule_warms_up_then_decays(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("trainer.lr_schedule=cosine", "trainer.warmup_steps=2", "trainer.max_steps=6")
+    Trainer(cfg, tmp_path).fit()
+    lines = (tmp_path / "train.jsonl").read_text().splitlines()
+    lrs = [json.loads(line)["lr"] / 1e-3 for line in lines]
+    # warm-up 1/2, 2/2, then half a cosine from 1 towards 0 over the 4 remaining steps
+    expected = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_constant_schedule_is_taming_s(tiny_cfg, tmp_path):
+    Trainer(tiny_cfg(), tmp_path).fit()
+    lines = (tmp_path / "train.jsonl").read_text().splitlines()
+    assert {json.loads(line)["lr"] for line in lines} == {1e-3}

@@ -28,11 +28,15 @@ def signal_at(trainer: Trainer, step: int, signum: int, monkeypatch) -> None:
     monkeypatch.setattr(trainer, "train_step", step_then_signal)
 
 
-def test_usr2_checkpoints_and_exits_then_resume_is_exact(tiny_cfg, tmp_path, monkeypatch):
-    straight = Trainer(tiny_cfg(*OVERRIDES), tmp_path / "a")
+@pytest.mark.parametrize(
+    "schedule", [[], ["trainer.lr_schedule=cosine", "trainer.warmup_steps=2"]], ids=["", "cosine"]
+)
+def test_usr2_checkpoints_and_exits_then_resume_is_exact(tiny_cfg, tmp_path, monkeypatch, schedule):
+    overrides = [*OVERRIDES, *schedule]
+    straight = Trainer(tiny_cfg(*overrides), tmp_path / "a")
     straight.fit()
 
-    interrupted = Trainer(tiny_cfg(*OVERRIDES), tmp_path / "b")
+    interrupted = Trainer(tiny_cfg(*overrides), tmp_path / "b")
     signal_at(interrupted, 2, signal.SIGUSR2, monkeypatch)
     with pytest.raises(SystemExit) as info:
         interrupted.fit()
@@ -40,7 +44,7 @@ def test_usr2_checkpoints_and_exits_then_resume_is_exact(tiny_cfg, tmp_path, mon
     assert read_checkpoint(tmp_path / "b/checkpoints/last.pt")["step"] == 2
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL  # handlers restored
 
-    resumed = Trainer(tiny_cfg(*OVERRIDES), tmp_path / "b")  # what the requeued job runs
+    resumed = Trainer(tiny_cfg(*overrides), tmp_path / "b")  # what the requeued job runs
     resumed.fit()
     for (k, a), b in zip(
         straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
