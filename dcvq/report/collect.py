@@ -1,14 +1,19 @@
 """A sweep directory as :class:`Run` objects: one per Hydra job dir, named as the paper
-names it. Reading never raises for a damaged or unfinished job; it is listed as missing."""
+names it, and the runs that differ only in their seed grouped into one
+:class:`Configuration`. Reading never raises for a damaged or unfinished job; it is listed
+as missing."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 #: a run's codebooks in display order (global left, local right); others after these
@@ -32,6 +37,31 @@ QUANTIZER_NAMES = {"GumbelQuantizer": "Gumbel-VQ", "CVQQuantizer": "CVQ"}
 #: row after itself, so a new quantizer needs no entry anywhere.
 PAPER_QUANTIZERS = frozenset({"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"})
 DUAL = "Dual Codebook"
+#: keys whose value cannot change a run's results (how a run is watched and fed, where
+#: weights are read from): runs that differ only in these (and in ``seed``) are seeds of
+#: one configuration. The device is here because a sweep may mix machines; numerics differ
+#: between them by rounding, which seeds swamp.
+NEUTRAL_KEYS = (
+    "logger",
+    "trainer.progress",
+    "trainer.num_workers",
+    "trainer.log_every",
+    "trainer.ckpt_every",
+    "trainer.dist_timeout_min",
+    "trainer.resume",
+    "trainer.device",
+    "loss.lpips_weights",
+    "eval.lpips_weights",
+    "eval.fid_weights",
+)
+
+
+@dataclass
+class PerImage:
+    """``per_image.csv``: one value per held-out image and metric, in the loader's order."""
+
+    names: list[str]
+    values: dict[str, np.ndarray]  # metric -> float64 array, len(names)
 
 
 @dataclass
@@ -52,6 +82,10 @@ class Run:
     problem: str | None = None  # why there are no results
     choices: dict[str, Any] = field(default_factory=dict)  # hydra.runtime.choices
     config: DictConfig | None = None  # .hydra/config.yaml, unresolved
+    per_image: PerImage | None = None  # per_image.csv of the final evaluation
+    per_image_problem: str | None = None  # why per_image.csv could not be used
+    #: the evaluations in step order: metrics.jsonl, then eval.json's at its step
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +111,24 @@ class Run:
         return f"{self.title}{size}"
 
     @property
+    def seed(self) -> int | None:
+        """The config's ``seed`` (eval.json's resolved config when the YAML lacks it)."""
+        seed = _select(self.config, "seed") if self.config is not None else None
+        if not isinstance(seed, int):
+            seed = ((self.results or {}).get("config") or {}).get("seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def quantizer(self) -> str:
+        """The ``quantizer`` option (``t128_s128``, ``vq``, ...), "" when none was chosen."""
+        return str(self.choices.get("quantizer") or "")
+
+    @property
+    def baseline(self) -> str:
+        """The ``+baseline`` option (``cvq``, ...), "" when none was chosen."""
+        return str(self.choices.get("baseline") or "")
+
+    @property
     def codebooks(self) -> dict[str, dict[str, Any]]:
         """eval.json's per-codebook statistics in :data:`CODEBOOK_ORDER`."""
         books = (self.results or {}).get("codebooks") or {}
@@ -90,9 +142,11 @@ def table_of_experiment(name: str | None) -> str | None:
     return m.group(1).upper() if m else None
 
 
-def _select(cfg: DictConfig, key: str) -> Any:
+def _select(cfg: DictConfig | None, key: str) -> Any:
     # Hydra saves the config unresolved; keys this module needs are plain values, and an
     # interpolation that cannot resolve here (e.g. ${hydra:...}) reads as None.
+    if cfg is None:
+        return None
     try:
         return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
     except Exception:  # a damaged config must not stop the report
@@ -155,6 +209,45 @@ def _last_json_line(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def read_per_image(path: Path) -> PerImage:
+    """``per_image.csv`` -> :class:`PerImage`; ``ValueError`` naming the file when damaged."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = list(reader)
+    if not header or header[0] != "name" or len(header) < 2:
+        raise ValueError(f"{path}: the header must be name,<metric>,... (got {header})")
+    if any(len(r) != len(header) for r in rows):
+        raise ValueError(f"{path}: a row has not {len(header)} fields (cut short?)")
+    names = [r[0] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: an image name occurs twice; images are paired by name")
+    table = np.array([[float(v) for v in r[1:]] for r in rows], dtype=np.float64)
+    table = table.reshape(len(rows), len(header) - 1)
+    return PerImage(names, {m: table[:, i] for i, m in enumerate(header[1:])})
+
+
+def read_history(job: Path, results: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The run's evaluations by step: metrics.jsonl's lines and eval.json's final one.
+
+    A step evaluated twice (a run resumed from a checkpoint older than that evaluation)
+    keeps its last record; eval.json's wins at its own step.
+    """
+    by_step: dict[int, dict[str, Any]] = {}
+    path = job / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a killed writer
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                by_step[rec["step"]] = rec
+    if results and isinstance(results.get("step"), int):
+        by_step[results["step"]] = results
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def last_sample(job: Path) -> Path | None:
     """The last reconstruction grid (``samples/step_XXXXXXX.png`` sorts by step)."""
     grids = sorted((job / "samples").glob("*.png"))
@@ -196,6 +289,14 @@ def read_run(job: Path, sweep_dir: Path, table: str | None = None) -> Run:
             run.step = run.results.get("step")
         except ValueError as e:
             problem = f"eval.json unreadable: {e}"
+    run.history = read_history(job, run.results)
+    if run.results is not None and (job / "per_image.csv").is_file():
+        try:
+            run.per_image = read_per_image(job / "per_image.csv")
+        except (OSError, ValueError) as e:
+            run.per_image_problem = str(e)
+    elif run.results is not None:
+        run.per_image_problem = f"{job / 'per_image.csv'}: missing (a run from before it existed)"
     if run.results is None:
         # train.jsonl is written every few steps, metrics.jsonl at each evaluation
         steps = [
@@ -218,3 +319,143 @@ def collect(sweep_dir: str | Path, table: str | None = None) -> list[Run]:
         {p.parent.parent for p in sweep_dir.rglob("config.yaml") if p.parent.name == ".hydra"}
     )
     return [read_run(job, sweep_dir, table) for job in jobs]
+
+
+# ---- seeds of one configuration -------------------------------------------------------
+@dataclass
+class Configuration:
+    """The runs of a sweep that differ only in their seed (and :data:`NEUTRAL_KEYS`): one
+    row of the report. ``runs`` are ordered by seed; ``label`` names the row uniquely in
+    its (table, dataset) section (see :func:`group_runs`)."""
+
+    runs: list[Run]
+    label: str = ""
+
+    @property
+    def finished(self) -> list[Run]:
+        """The runs with an eval.json: the seeds the row's numbers are over."""
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def representative(self) -> Run:
+        """The lowest seed that finished (else the lowest seed): the run shown in figures
+        that show one run per row (reconstructions, usage histograms)."""
+        return (self.finished or self.runs)[0]
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.finished]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.finished)
+
+    @property
+    def table(self) -> str | None:
+        return self.representative.table
+
+    @property
+    def dataset(self) -> str:
+        return self.representative.dataset
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int | None]:
+        return self.representative.key
+
+    @property
+    def codebook_size(self) -> int | None:
+        return self.representative.codebook_size
+
+    @property
+    def split(self) -> str | None:
+        return (self.representative.results or {}).get("split")
+
+    @property
+    def protocol(self) -> str | None:
+        return (self.representative.results or {}).get("protocol")
+
+    def names(self) -> set[str]:
+        """Every name this row answers to (``--reference``): its label, the run's title
+        and label, the dual halves and the quantizer or baseline option, lower case."""
+        run = self.representative
+        found = {self.label, run.title, run.label, run.name, run.quantizer, run.baseline}
+        return {n.lower() for n in found if n}
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, sub in node.items():
+        out |= _flat(sub, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def result_config(run: Run) -> dict[str, Any]:
+    """The run's config as flat ``{dotted key: value}`` without ``seed`` and
+    :data:`NEUTRAL_KEYS`: what must be equal for two runs to be seeds of one row. From
+    ``.hydra/config.yaml`` (unresolved, as every run has it), else eval.json's ``config``."""
+    tree: Any = None
+    if run.config is not None and len(run.config):
+        tree = OmegaConf.to_container(run.config, resolve=False)
+    elif (run.results or {}).get("config"):
+        tree = run.results["config"]  # type: ignore[index]
+    flat = _flat(tree) if isinstance(tree, dict) else {}
+
+    def neutral(k: str) -> bool:
+        return k == "seed" or any(k == p or k.startswith(p + ".") for p in NEUTRAL_KEYS)
+
+    return {k: v for k, v in flat.items() if not neutral(k)}
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _labels(configs: Sequence[Configuration]) -> list[str]:
+    """Row names unique within a section: the paper's name, the codebook size when the
+    section has several, and the config keys that tell apart rows still alike."""
+    sizes = {c.codebook_size for c in configs}
+    base = []
+    for c in configs:
+        run = c.representative
+        size = f", {run.codebook_size} codes" if len(sizes) > 1 and run.codebook_size else ""
+        base.append(f"{run.title}{size}")
+    labels = list(base)
+    for text in set(base):
+        same = [i for i, b in enumerate(base) if b == text]
+        if len(same) < 2:
+            continue
+        flats = [result_config(configs[i].representative) for i in same]
+        keys = sorted({k for f in flats for k in f if len({_show(g.get(k)) for g in flats}) > 1})
+        for i, f in zip(same, flats, strict=True):
+            shown = ", ".join(f"{k}={_show(f.get(k))}" for k in keys[:3])
+            more = f", +{len(keys) - 3} keys" if len(keys) > 3 else ""
+            labels[i] = f"{text} [{shown or configs[i].representative.rel}{more}]"
+    return labels
+
+
+def group_runs(runs: Sequence[Run]) -> list[Configuration]:
+    """Runs of one table and row name (paper name, quantizer and baseline option) that
+    differ only in ``seed`` (and :data:`NEUTRAL_KEYS`) as one :class:`Configuration`
+    each, in order of first appearance, seeds ascending. A run whose config could not be
+    read stays alone."""
+    groups: dict[Any, list[Run]] = {}
+    for run in runs:
+        cfg = result_config(run)
+        ident = json.dumps(cfg, sort_keys=True, default=str) if cfg else f"unreadable:{run.rel}"
+        # the row's name too: two options with the same content are two rows (my_vq, vq)
+        name = (run.key, run.quantizer, run.baseline)
+        groups.setdefault((run.table, run.dataset, name, ident), []).append(run)
+
+    def seed_order(r: Run) -> tuple:
+        return (r.seed is None, r.seed if r.seed is not None else 0, r.rel)
+
+    configs = [Configuration(sorted(g, key=seed_order)) for g in groups.values()]
+    sections: dict[tuple[str | None, str], list[Configuration]] = {}
+    for c in configs:
+        sections.setdefault((c.table, c.dataset), []).append(c)
+    for members in sections.values():
+        for c, label in zip(members, _labels(members), strict=True):
+            c.label = label
+    return configs
