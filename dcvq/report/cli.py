@@ -1,5 +1,6 @@
-"""``python -m dcvq.report SWEEP_DIR [--paper CSV ...] [--table 1|2|3|S1]``: collect a
-sweep, write ``report.md``, ``report.csv`` and ``figures/`` into it."""
+"""``python -m dcvq.report SWEEP_DIR [--paper CSV ...] [--table 1|2|3|S1] [--reference ROW]``:
+collect a sweep, write ``report.md``, ``report.csv`` (per run), ``summary.csv`` (per
+configuration, over seeds), ``paired.csv`` (paired comparisons) and ``figures/`` into it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from dcvq.report.collect import Run, collect
 from dcvq.report.figures import draw_figures
+from dcvq.report.stats import Comparison, comparisons
 from dcvq.report.tables import (
     TABLE_ORDER,
     Section,
@@ -19,7 +21,10 @@ from dcvq.report.tables import (
     load_paper,
     render_markdown,
     write_csv,
+    write_paired,
+    write_summary,
 )
+from dcvq.report.verdicts import Verdict, judge_claims
 
 
 @dataclass
@@ -31,16 +36,27 @@ class Report:
     markdown: Path
     csv: Path
     figures: list[Path]
+    summary: Path | None = None
+    paired: Path | None = None
+    comparisons: list[Comparison] | None = None
+    verdicts: list[Verdict] | None = None
 
 
 def report(
-    sweep_dir: str | Path, paper: Sequence[str | Path] | None = None, table: str | None = None
+    sweep_dir: str | Path,
+    paper: Sequence[str | Path] | None = None,
+    table: str | None = None,
+    reference: str | None = None,
 ) -> Report:
-    """Collect ``sweep_dir`` and write ``report.md``, ``report.csv`` and ``figures/`` in it.
+    """Collect ``sweep_dir`` and write ``report.md``, ``report.csv``, ``summary.csv``,
+    ``paired.csv`` and ``figures/`` in it.
 
     ``paper``: CSV files of the paper's rows (default: ``experiments/*/paper.csv``);
-    ``table``: treat every run as a row of that table (default: from the experiment).
-    Raises ``FileNotFoundError`` when ``sweep_dir`` holds no job directory.
+    ``table``: treat every run as a row of that table (default: from the experiment);
+    ``reference``: the row every other is compared with image by image (a row label such
+    as ``VQ-GAN, 512 codes`` or a quantizer option such as ``s128_s128``; default VQ-GAN).
+    Raises ``FileNotFoundError`` when ``sweep_dir`` holds no job directory and
+    ``ValueError`` when no row answers to ``reference``.
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -55,16 +71,36 @@ def report(
     paper_files = [Path(p) for p in paper] if paper else default_paper_files()
     rows = load_paper(paper_files)
     sections = build_sections(runs, rows)
+    if reference is not None and not any(
+        reference.lower() in c.names() for s in sections for c in s.configs
+    ):
+        labels = ", ".join(sorted({c.label for s in sections for c in s.configs}))
+        raise ValueError(
+            f"--reference {reference!r}: no row of {sweep_dir} answers to it; give a row"
+            f" label ({labels}) or a quantizer option (e.g. vq)"
+        )
+    compared = {s.slug: comparisons(s.configs, reference) for s in sections}
+    judged = judge_claims([s.configs for s in sections])
     figures = draw_figures(sections, sweep_dir / "figures")
     md = sweep_dir / "report.md"
-    md.write_text(render_markdown(sweep_dir, sections, runs, paper_files, figures))
+    md.write_text(
+        render_markdown(
+            sweep_dir, sections, runs, paper_files, figures, compared, judged, reference
+        )
+    )
     out_csv = sweep_dir / "report.csv"
     write_csv(out_csv, runs, rows)
-    return Report(runs, sections, md, out_csv, [p for ps in figures.values() for p in ps])
+    summary, paired = sweep_dir / "summary.csv", sweep_dir / "paired.csv"
+    write_summary(summary, sections)
+    flat = [c for cs in compared.values() for c in cs]
+    write_paired(paired, flat)
+    figs = [p for ps in figures.values() for p in ps]
+    return Report(runs, sections, md, out_csv, figs, summary, paired, flat, judged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (2: no such sweep)."""
+    """The command line; returns the exit status (2: no such sweep, or no row answers to
+    ``--reference``)."""
     parser = argparse.ArgumentParser(
         prog="python -m dcvq.report",
         description="Collect a sweep's eval.json files into the paper's tables and figures.",
@@ -90,13 +126,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lay every run out as a row of this table (default: from the "
         "experiment=tableX... choice of each run)",
     )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="ROW",
+        help="the row the paired comparisons compare every other with: a row label "
+        "(e.g. 'VQ-GAN, 512 codes') or a quantizer option (e.g. s128_s128); default: "
+        "VQ-GAN (vq at the same codebook size when there are several)",
+    )
     args = parser.parse_args(argv)
     try:
-        rep = report(args.sweep_dir, args.paper, args.table)
-    except FileNotFoundError as e:
+        rep = report(args.sweep_dir, args.paper, args.table, args.reference)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     done = sum(r.ok for r in rep.runs)
     print(f"{len(rep.runs)} runs ({done} finished, {len(rep.runs) - done} missing)")
-    print(f"wrote {rep.markdown}, {rep.csv} and {len(rep.figures)} figures")
+    print(
+        f"wrote {rep.markdown}, {rep.csv}, {rep.summary}, {rep.paired} and"
+        f" {len(rep.figures)} figures"
+    )
     return 0

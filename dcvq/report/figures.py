@@ -1,6 +1,8 @@
 """A report's figures, drawn with matplotlib on its Agg canvas (no display, no pyplot
-state): codebook usage by code index as in the paper's Figure 3, and the same inputs
-reconstructed by every run as in its Figure 4."""
+state): codebook usage by code index as in the paper's Figure 3 and the same inputs
+reconstructed by every row as in its Figure 4 (one run per configuration: its lowest
+seed), each metric per configuration with its 95% interval over seeds, and validation
+PSNR over training steps."""
 
 from __future__ import annotations
 
@@ -18,8 +20,15 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from dcvq.images import split_reconstruction_grid
-from dcvq.report.collect import Run
-from dcvq.report.tables import Section, fmt
+from dcvq.report.collect import Configuration, Run
+from dcvq.report.stats import (
+    LAST_FRACTION,
+    ci95,
+    config_gain_last_fifth,
+    psnr_curve,
+    seed_values,
+)
+from dcvq.report.tables import HEADERS, Section, fmt
 
 # The paper's Figure 3 draws the global codebook red, local (and VQ-GAN's single codebook)
 # blue. RGB 0-255, as they appear in the PNG.
@@ -172,6 +181,7 @@ def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
         step = re.search(r"(\d+)", run.sample.stem)
         size = f"{run.codebook_size} codes" if run.codebook_size else "?"
         text = f"{run.title}\n{size}, step {int(step.group(1)) if step else '?'}"
+        text += f", seed {run.seed}" if run.seed is not None and run.seed != 0 else ""
         text += "" if run.ok else " (unfinished)"
         rows.append((text, bottom))
     if not rows:
@@ -194,18 +204,115 @@ def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
     return fig
 
 
+# ---- metrics with their intervals over seeds -----------------------------------------
+METRIC_NAMES = HEADERS | {"usage_global": "usage global %", "usage_local": "usage local %"}
+METRIC_NAMES |= {"usage_codebook": "usage %"}
+
+
+def metrics_figure(configs: Sequence[Configuration]) -> Figure | None:
+    """One panel per metric (PSNR, L1, L2, SSIM, LPIPS and FID where measured, usage per
+    codebook): each configuration's mean over seeds with its 95% t-interval as an error
+    bar, and each seed's value as a dot."""
+    configs = [c for c in configs if c.ok]
+    values = [seed_values(c) for c in configs]
+    metrics = [m for m in METRIC_NAMES if any(v.get(m) for v in values)]
+    metrics += [m for v in values for m in v if m not in metrics and v[m]]
+    if not configs or not metrics:
+        return None
+    labels = [c.label for c in configs]
+    # rotated labels hang below each panel: leave their length (45 degrees) under it
+    label_in = max(_text_px(t, FONT_SIZE - 1)[0] for t in labels) / DPI * 0.71
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    width = max(2.6, 0.45 * len(configs) + 0.8)
+    fig = new_figure(width * cols, rows * (2.2 + label_in) + 0.3, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    x = np.arange(len(configs))
+    for ax, m in zip(axes, metrics, strict=False):
+        for i, v in enumerate(values):
+            seeds = np.asarray(v.get(m, []), dtype=float)
+            if seeds.size == 0:
+                continue
+            half = ci95(seeds) or 0.0  # the interval of summary.csv; 0 for one seed
+            ax.errorbar(i, seeds.mean(), yerr=half, fmt="o", color="C0", capsize=4, ms=5)
+            ax.plot(np.full(seeds.size, i + 0.15), seeds, ".", color="0.5", ms=4)
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=FONT_SIZE - 1)
+        ax.set_xlim(-0.5, len(configs) - 0.5)
+        ax.set_title(METRIC_NAMES.get(m, m), fontsize=FONT_SIZE)
+        ax.tick_params(labelsize=FONT_SIZE - 1)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[len(metrics) :]:
+        ax.set_visible(False)
+    fig.suptitle("mean over seeds, 95% interval; grey: each seed", fontsize=FONT_SIZE)
+    return fig
+
+
+# ---- validation PSNR over training -----------------------------------------------------
+def psnr_curve_figure(configs: Sequence[Configuration]) -> Figure | None:
+    """Validation PSNR over steps, one line per configuration (mean over seeds) with the
+    seeds' min-max band; the last fifth of training shaded and each row's PSNR gain over
+    it in the legend. None when no run has two evaluations."""
+    curves = [(c, psnr_curve(c)) for c in configs]
+    curves = [(c, cv) for c, cv in curves if cv[0].size >= 2]
+    if not curves:
+        return None
+    fig = new_figure(7.0, 4.0, layout="constrained")
+    ax = fig.subplots()
+    end = max(float(cv[0][-1]) for _, cv in curves)
+    ax.axvspan((1 - LAST_FRACTION) * end, end, color="0.92", zorder=0, label="last fifth")
+    for i, (c, (steps, mean, low, high)) in enumerate(curves):
+        gain = config_gain_last_fifth(c)
+        text = c.label
+        if gain.mean is not None:
+            text += f" ({gain.mean:+.2f} dB in the last fifth)"
+        colour = f"C{i % 10}"
+        ax.plot(steps, mean, "-o", color=colour, ms=3, lw=1.5, label=text)
+        if len(c.finished) > 1:
+            ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
+    ax.set_xlabel("step", fontsize=FONT_SIZE)
+    ax.set_ylabel("validation PSNR (dB)", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=FONT_SIZE - 1, frameon=False)
+    ax.set_title("mean over seeds, band: min to max over seeds", fontsize=FONT_SIZE)
+    return fig
+
+
+#: figure kinds, file name prefixes in the order report.md shows them
+KINDS = ("usage", "reconstructions", "metrics", "psnr")
+
+
 def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[Path]]:
-    """``{section slug: [usage figure, reconstruction figure]}`` written to ``fig_dir``."""
+    """``{section slug: [figures]}`` written to ``fig_dir``: usage and reconstructions
+    (one run per configuration, its lowest seed), metrics with intervals (when a row has
+    several seeds: with one seed each the table says it all) and PSNR curves (when a run
+    has two evaluations)."""
     written: dict[str, list[Path]] = {}
     # figures of an earlier report (a section that is gone) must not linger beside new ones
-    for kind in ("usage", "reconstructions"):
+    for kind in KINDS:
         for old in fig_dir.glob(f"{kind}_*.png"):
             old.unlink()
     for section in sections:
-        usage = usage_section_figure([r for r in section.runs if r.ok])
-        recon = reconstruction_figure([r for r in section.runs if r.sample is not None])
-        for kind, fig in (("usage", usage), ("reconstructions", recon)):
+        reps = [c.representative for c in section.configs]
+        usage = usage_section_figure([r for r in reps if r.ok])
+        recon = reconstruction_figure(
+            [_with_sample(c) for c in section.configs if _with_sample(c) is not None]
+        )
+        several = any(len(c.finished) > 1 for c in section.configs)
+        metrics = metrics_figure(section.configs) if several else None
+        psnr = psnr_curve_figure(section.configs)
+        figs = (("usage", usage), ("reconstructions", recon), ("metrics", metrics))
+        for kind, fig in (*figs, ("psnr", psnr)):
             if fig is not None:
                 path = save(fig, fig_dir / f"{kind}_{section.slug}.png")
                 written.setdefault(section.slug, []).append(path)
     return written
+
+
+def _with_sample(config: Configuration) -> Run | None:
+    """The run whose reconstructions stand for ``config``: its representative when that
+    has a grid, else the lowest seed with one."""
+    rep = config.representative
+    if rep.sample is not None:
+        return rep
+    return next((r for r in config.runs if r.sample is not None), None)

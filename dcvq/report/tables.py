@@ -1,5 +1,7 @@
-"""The paper's tables: its rows (``experiments/*/paper.csv``), our runs matched to them,
-laid out per (table, dataset) section, written as markdown and CSV."""
+"""The paper's tables: its rows (``experiments/*/paper.csv``), our configurations (runs
+grouped over seeds) matched to them, laid out per (table, dataset) section, written as
+markdown and CSV (``report.csv`` per run, ``summary.csv`` per configuration,
+``paired.csv`` per paired comparison)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcvq.report.collect import CODEBOOK_ORDER, Run
+from dcvq.report.collect import CODEBOOK_ORDER, Configuration, Run, group_runs
+from dcvq.report.stats import (
+    HIGHER_IS_BETTER,
+    PAIRED_METRICS,
+    Comparison,
+    Estimate,
+    Paired,
+    config_gain_last_fifth,
+    estimate,
+    seed_estimates,
+    seed_values,
+)
+from dcvq.report.verdicts import Verdict, render_verdicts
 
 #: the repository (dcvq is installed editable from it): holds experiments/<table>/paper.csv
 REPO = Path(__file__).resolve().parents[2]
@@ -92,8 +106,9 @@ class Line:
     """One table line: a paper row, a run, or both side by side."""
 
     paper: PaperRow | None
-    run: Run | None
+    run: Run | None  # the configuration's representative run (lowest finished seed)
     row_label: str = ""
+    config: Configuration | None = None  # every seed of the row
 
     @property
     def model(self) -> str:
@@ -121,8 +136,17 @@ class Section:
     lines: list[Line]
 
     @property
+    def configs(self) -> list[Configuration]:
+        """The section's configurations (rows with runs), in table order."""
+        return [ln.config for ln in self.lines if ln.config is not None]
+
+    @property
     def runs(self) -> list[Run]:
-        return [ln.run for ln in self.lines if ln.run is not None]
+        """Every run of the section, every seed of each row."""
+        out: list[Run] = []
+        for ln in self.lines:
+            out += ln.config.runs if ln.config else [ln.run] if ln.run else []
+        return out
 
     @property
     def title(self) -> str:
@@ -145,11 +169,13 @@ def _table_key(table: str | None) -> tuple[int, str]:
 
 
 def build_sections(runs: Sequence[Run], paper: Sequence[PaperRow]) -> list[Section]:
-    """Group runs by (table, dataset) and lay each group out in the paper's row order;
-    runs that match no paper row (other sizes, other quantizers) follow, one line each."""
-    groups: dict[tuple[str | None, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.table, run.dataset), []).append(run)
+    """Group runs into configurations (:func:`~dcvq.report.collect.group_runs`: the seeds
+    of one setting), those by (table, dataset), and lay each group out in the paper's row
+    order; configurations that match no paper row (other sizes, other quantizers) follow,
+    one line each."""
+    groups: dict[tuple[str | None, str], list[Configuration]] = {}
+    for config in group_runs(runs):
+        groups.setdefault((config.table, config.dataset), []).append(config)
     datasets = list(dict.fromkeys(r.dataset for r in paper))  # the paper's order
 
     def order(key: tuple[str | None, str]) -> tuple:
@@ -165,15 +191,16 @@ def build_sections(runs: Sequence[Run], paper: Sequence[PaperRow]) -> list[Secti
         roman = table in ("2", "3")  # the ablation tables number their rows
         for i, row in enumerate(rows):
             label = f"({_roman(i)})" if roman else ""
-            found = [r for r in section_runs if r.key == row.key]
+            found = [c for c in section_runs if c.key == row.key]
             if found:
-                lines.extend(Line(row, r, label) for r in found)
+                lines.extend(Line(row, c.representative, label, c) for c in found)
             else:
                 lines.append(Line(row, None, label))
-            used.update(id(r) for r in found)
-        for run in section_runs:
-            if id(run) not in used:
-                lines.append(Line(match(run, paper) if table is None else None, run))
+            used.update(id(c) for c in found)
+        for c in section_runs:
+            if id(c) not in used:
+                rep = c.representative
+                lines.append(Line(match(rep, paper) if table is None else None, rep, "", c))
         sections.append(Section(table, ds, lines))
     return sections
 
@@ -186,30 +213,60 @@ def fmt(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _codebook_cells(run: Run) -> tuple[str, str]:
-    books = run.codebooks
-    usage = " / ".join(fmt(b.get("usage"), 1) for b in books.values()) or "—"
-    ppl = " / ".join(fmt(b.get("perplexity"), 1) for b in books.values()) or "—"
-    return usage, ppl
+def mean_ci(est: Estimate | None, digits: int) -> str:
+    """``20.50`` for one seed, ``20.50 ± 0.12`` (95% over seeds) for several; "—" for none."""
+    if est is None or est.mean is None:
+        return "—"
+    if est.ci95 is None:
+        return fmt(est.mean, digits)
+    return f"{est.mean:.{digits}f} ± {est.ci95:.{digits}f}"
+
+
+def _codebook_cells(config: Configuration) -> tuple[str, str]:
+    est = seed_estimates(config)
+    books = [n for n in est if n.startswith("usage_")]
+    usage = " / ".join(mean_ci(est[n], 1) for n in books) or "—"
+    ppl = []
+    for n in books:
+        book = n[len("usage_") :]
+        values = [r.codebooks.get(book, {}).get("perplexity") for r in config.finished]
+        ppl.append(fmt(estimate(values).mean, 1))
+    return usage, " / ".join(ppl) or "—"
+
+
+def _seeds_cell(config: Configuration | None) -> str:
+    if config is None or not config.ok:
+        return "—"
+    seeds = ["?" if s is None else str(s) for s in config.seeds]
+    return f"{len(seeds)} ({', '.join(seeds)})" if len(seeds) > 1 else str(len(seeds))
+
+
+def _where_cell(line: Line) -> str:
+    config, run = line.config, line.run
+    if run is None:
+        return "numbers only" if line.model in PAPER_ONLY else "not run"
+    runs = config.runs if config is not None else [run]
+    done = [f"`{r.rel}`" for r in runs if r.ok]
+    missing = [f"`{r.rel}`" for r in runs if not r.ok]
+    if not done:
+        return ", ".join(missing) + " (missing: no eval.json)"
+    return ", ".join(done) + (f"; {', '.join(missing)} missing" if missing else "")
 
 
 def _line_cells(line: Line, roman: bool) -> list[str]:
-    run, row = line.run, line.paper
+    run, row, config = line.run, line.paper, line.config
+    if config is None and run is not None:  # a Line made by hand: its run is the row
+        config = Configuration([run], run.title)
     cells = [line.row_label] if roman else []
     cells += [line.model, line.global_ or "-", line.local or "-", str(line.size or "—")]
-    res = run.results if run is not None and run.ok else {}
+    est = seed_estimates(config) if config is not None else {}
     for m in METRICS:
-        cells += [fmt(res.get(m), DIGITS[m]), fmt(row.metrics.get(m) if row else None, DIGITS[m])]
-    cells += [fmt(res.get(m), DIGITS[m]) for m in EXTRA_METRICS]
-    usage, ppl = _codebook_cells(run) if run is not None and run.ok else ("—", "—")
-    if run is None:
-        where = "numbers only" if line.model in PAPER_ONLY else "not run"
-    elif run.ok:
-        where = f"`{run.rel}`"
-    else:
-        where = f"`{run.rel}` (missing: no eval.json)"
+        cells += [mean_ci(est.get(m), DIGITS[m])]
+        cells += [fmt(row.metrics.get(m) if row else None, DIGITS[m])]
+    cells += [mean_ci(est.get(m), DIGITS[m]) for m in EXTRA_METRICS]
+    usage, ppl = _codebook_cells(config) if config is not None and config.ok else ("—", "—")
     step = str(run.step) if run is not None and run.step is not None else "—"
-    return cells + [usage, ppl, step, where]
+    return cells + [usage, ppl, _seeds_cell(config), step, _where_cell(line)]
 
 
 def psnr_bound_on_vqct_scale(l2: float) -> float:
@@ -271,15 +328,90 @@ def _protocol_text(section: Section) -> str:
     return out + _scale_text(section)
 
 
+def _signed(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def _paired_cell(p: Paired) -> str:
+    digits = DIGITS.get(p.metric, 4)
+    text = f"{_signed(p.mean_diff, digits)} [{_signed(p.low, digits)}, {_signed(p.high, digits)}]"
+    return text + (f" **{p.outcome}**" if p.outcome != "inconclusive" else "")
+
+
+def paired_title(comps: Sequence[Comparison]) -> str:
+    """``Paired comparison with VQ-GAN (same 5,000 held-out images)``."""
+    refs = list(dict.fromkeys(id(c.reference) for c in comps))
+    names = list(dict.fromkeys(c.reference.representative.title for c in comps))
+    text = f"Paired comparison with {' / '.join(names)}"
+    if len(refs) > 1 and all(c.reference.codebook_size == c.config.codebook_size for c in comps):
+        text += " at the same codebook size"
+    counts = sorted({c.n_images for c in comps if c.ok})
+    if len(counts) == 1:
+        text += f" (same {counts[0]:,} held-out images)"
+    elif counts:
+        text += f" (same held-out images per pair, {counts[0]:,} to {counts[-1]:,})"
+    return text
+
+
+def _paired_lines(
+    section: Section, comps: Sequence[Comparison], reference: str | None
+) -> list[str]:
+    if not comps:
+        if sum(c.ok for c in section.configs) < 2:
+            return []
+        why = (
+            f"no finished row here answers to `--reference {reference}`"
+            if reference
+            else "no finished VQ-GAN row in this section (name a row with `--reference`)"
+        )
+        return ["### Paired comparison", "", f"None: {why}.", ""]
+    if not any(c.ok for c in comps):  # e.g. runs from before per_image.csv: no table of —
+        problems = list(dict.fromkeys(str(c.problem) for c in comps))
+        return ["### Paired comparison", "", "None: " + "; ".join(problems) + ".", ""]
+    metrics = [m for m in PAIRED_METRICS if any(m in c.metrics for c in comps)]
+    head = ["Row", "Reference", "Seeds (row vs reference)", "Images"]
+    head += [
+        f"Δ{HEADERS[m]} ({'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better)" for m in metrics
+    ]
+    out = [f"### {paired_title(comps)}", ""]
+    out += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    notes = []
+    for c in comps:
+        cells = [c.config.label, c.reference.label]
+        if c.ok:
+            cells += [f"{c.n_seeds} vs {c.n_seeds_reference}", f"{c.n_images:,}"]
+            cells += [_paired_cell(c.metrics[m]) if m in c.metrics else "—" for m in metrics]
+        else:
+            cells += ["—"] * (2 + len(metrics))
+            notes.append(f"- {c.config.label}: {c.problem}")
+        notes += [f"- {c.config.label}: {n}" for n in c.notes]
+        out.append("| " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "Δ = row − reference, image by image (each image's metric averaged over the row's"
+        " seeds first); mean over the images with its 95% paired t-interval [low, high]."
+        " **better** / **worse**: the interval excludes 0. The interval is over images,"
+        " not over trainings: the ± over seeds above says how much a retraining moves.",
+        "",
+        *dict.fromkeys(notes),
+    ]
+    return out + ([""] if notes else [])
+
+
 def render_markdown(
     sweep_dir: Path,
     sections: Sequence[Section],
     runs: Sequence[Run],
     paper_files: Sequence[Path],
     figures: dict[str, list[Path]],
+    comparisons: dict[str, list[Comparison]] | None = None,
+    verdicts: Sequence[Verdict] = (),
+    reference: str | None = None,
 ) -> str:
-    """report.md: one table per section (ours next to the paper's), its figures, and the
-    runs without results."""
+    """report.md: one table per section (ours next to the paper's; mean ± 95% interval
+    over seeds where a row has several), its figures, its paired comparisons
+    (``comparisons``: section slug -> list), the runs without results, then the
+    ``verdicts`` on the paper's claims."""
     done = sum(r.ok for r in runs)
     out = [
         f"# Results: `{sweep_dir}`",
@@ -295,14 +427,19 @@ def render_markdown(
         head = (["Row"] if roman else []) + ["Model", "Global", "Local", "Codebook size"]
         for m in METRICS:
             head += [HEADERS[m], f"{HEADERS[m]} paper"]
-        head += [HEADERS[m] for m in EXTRA_METRICS] + ["Usage %", "Perplexity", "Step", "Run"]
+        head += [HEADERS[m] for m in EXTRA_METRICS]
+        head += ["Usage %", "Perplexity", "Seeds", "Step", "Run"]
         out += [f"## {section.title}", "", _protocol_text(section), ""]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         out += ["| " + " | ".join(_line_cells(ln, roman)) + " |" for ln in section.lines]
         out.append("")
+        if any(len(c.finished) > 1 for c in section.configs):
+            out += ["a ± b: mean over the row's seeds ± half-width of its 95% t-interval.", ""]
         for fig in figures.get(section.slug, []):
             out += [f"![{fig.stem}](figures/{fig.name})", ""]
+        if comparisons is not None:
+            out += _paired_lines(section, comparisons.get(section.slug, []), reference)
     missing = [r for r in runs if not r.ok]
     out += ["## Missing runs", ""]
     if missing:
@@ -310,6 +447,8 @@ def render_markdown(
     else:
         out.append("None: every run has its eval.json.")
     out.append("")
+    if verdicts:
+        out += render_verdicts(verdicts)
     return "\n".join(out)
 
 
@@ -366,3 +505,139 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
                 value = row.metrics.get(m) if row else None
                 rec[f"paper_{m}"] = "" if value is None else value
             w.writerow(rec)
+
+
+def _cell_value(value: float | None) -> Any:
+    return "" if value is None else value
+
+
+def write_summary(path: Path, sections: Sequence[Section]) -> None:
+    """summary.csv: one row per configuration: its labels, seeds, and for each metric the
+    mean over seeds and the half-width of its 95% t-interval (empty for one seed)."""
+    configs = [c for s in sections for c in s.configs]
+    values = [seed_values(c) for c in configs]
+    measured = ["psnr", "l1", "l2", "ssim"]
+    measured += [m for m in ("lpips", "fid") if any(m in v for v in values)]
+    books = [f"usage_{n}" for n in CODEBOOK_ORDER]
+    books += [k for v in values for k in v if k.startswith("usage_") and k not in books]
+    metrics = measured + list(dict.fromkeys(books)) + ["psnr_gain_last_fifth"]
+    fields = [
+        "table",
+        "dataset",
+        "label",
+        "model",
+        "global",
+        "local",
+        "codebook_size",
+        "quantizer",
+        "baseline",
+        "n_seeds",
+        "seeds",
+        "n_missing",
+        "protocol",
+        "split",
+        "n_images",
+        "step",
+    ]
+    fields += [f"{m}_{k}" for m in metrics for k in ("mean", "ci95")] + ["runs"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for config, vals in zip(configs, values, strict=True):
+            rep = config.representative
+            res = rep.results or {}
+            rec: dict[str, Any] = {
+                "table": rep.table or "",
+                "dataset": rep.dataset,
+                "label": config.label,
+                "model": rep.model,
+                "global": rep.global_,
+                "local": rep.local,
+                "codebook_size": rep.codebook_size or "",
+                "quantizer": rep.quantizer,
+                "baseline": rep.baseline,
+                "n_seeds": len(config.finished),
+                "seeds": " ".join("" if s is None else str(s) for s in config.seeds),
+                "n_missing": len(config.runs) - len(config.finished),
+                "protocol": res.get("protocol", ""),
+                "split": res.get("split", ""),
+                "n_images": res.get("n_images", ""),
+                "step": rep.step if rep.step is not None else "",
+                "runs": " ".join(r.rel for r in config.runs),
+            }
+            ests = {m: estimate(v) for m, v in vals.items()}
+            ests["psnr_gain_last_fifth"] = config_gain_last_fifth(config)
+            for m in metrics:
+                est = ests.get(m)
+                rec[f"{m}_mean"] = _cell_value(est.mean if est else None)
+                rec[f"{m}_ci95"] = _cell_value(est.ci95 if est else None)
+            w.writerow(rec)
+
+
+#: paired.csv's columns, one row per (comparison, metric)
+PAIRED_FIELDS = (
+    "table",
+    "dataset",
+    "split",
+    "row",
+    "row_quantizer",
+    "row_codebook_size",
+    "reference",
+    "reference_quantizer",
+    "reference_codebook_size",
+    "metric",
+    "better",
+    "n_images",
+    "n_seeds",
+    "n_seeds_reference",
+    "row_mean",
+    "reference_mean",
+    "mean_diff",
+    "ci95_low",
+    "ci95_high",
+    "outcome",
+    "note",
+)
+
+
+def write_paired(path: Path, comparisons: Sequence[Comparison]) -> None:
+    """paired.csv: each paired comparison, one line per metric (``mean_diff`` = row −
+    reference; ``better``: which direction is better; ``outcome``: better / worse /
+    inconclusive from the 95% interval); a comparison without numbers gets one line with
+    its reason in ``note``."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=PAIRED_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for c in comparisons:
+            a, b = c.config.representative, c.reference.representative
+            base = {
+                "table": a.table or "",
+                "dataset": a.dataset,
+                "split": c.config.split or "",
+                "row": c.config.label,
+                "row_quantizer": a.baseline or a.quantizer,
+                "row_codebook_size": a.codebook_size or "",
+                "reference": c.reference.label,
+                "reference_quantizer": b.baseline or b.quantizer,
+                "reference_codebook_size": b.codebook_size or "",
+                "n_images": c.n_images,
+                "n_seeds": c.n_seeds,
+                "n_seeds_reference": c.n_seeds_reference,
+                "note": "; ".join([*c.notes, *([c.problem] if c.problem else [])]),
+            }
+            if not c.ok:
+                w.writerow(base)
+            for m, p in c.metrics.items():
+                w.writerow(
+                    base
+                    | {
+                        "metric": m,
+                        "better": "higher" if p.higher_is_better else "lower",
+                        "row_mean": p.config_mean,
+                        "reference_mean": p.reference_mean,
+                        "mean_diff": p.mean_diff,
+                        "ci95_low": _cell_value(p.low),
+                        "ci95_high": _cell_value(p.high),
+                        "outcome": p.outcome,
+                    }
+                )

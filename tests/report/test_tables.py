@@ -1,0 +1,149 @@
+"""summary.csv (mean and 95% interval over seeds per configuration), paired.csv and
+report.md's paired comparisons, and ``--reference``: on fake runs with per-image files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from dcvq import report as rp
+
+T_975_2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, make_run, fakes):
+    """vq (2 seeds), T-128/S-128 (3 seeds, +1 dB), S-128/S-128 on 35 of the 40 images,
+    T-64/S-192 on other images, T-192/S-64 on another split; and its report."""
+    base = fakes.base_values()
+    root = tmp_path_factory.mktemp("seeds") / "sweep"
+    values = {}
+    for seed in (0, 1):
+        values["vq", seed] = fakes.shifted(base, 0.0, 0.1, seed=10 + seed)
+        make_run(root, f"vq_{seed}", "vq", seed=seed, values=values["vq", seed])
+    for seed in (0, 1, 2):
+        values["t128", seed] = fakes.shifted(base, 1.0, 0.1, seed=20 + seed)
+        make_run(root, f"t128_{seed}", "t128_s128", seed=seed, values=values["t128", seed])
+    half = fakes.shifted(base, 0.5, 0.1, seed=30)
+    make_run(
+        root, "s128", "s128_s128", values={m: v[5:] for m, v in half.items()}, names=fakes.NAMES[5:]
+    )
+    make_run(root, "t64", "t64_s192", names=[f"other{i}" for i in range(fakes.N_IMAGES)])
+    job = make_run(root, "t192", "t192_s64")
+    res = json.loads((job / "eval.json").read_text())
+    (job / "eval.json").write_text(json.dumps(res | {"split": "test"}))
+    return root, values, rp.report(root)
+
+
+def test_summary_has_mean_and_t_interval_over_seeds(sweep):
+    _, values, rep = sweep
+    summary = {r["quantizer"]: r for r in rows(rep.summary)}
+    t128 = summary["t128_s128"]
+    assert (t128["n_seeds"], t128["seeds"], t128["n_missing"]) == ("3", "0 1 2", "0")
+    assert t128["label"] == "Dual Codebook T-128/S-128" and t128["table"] == "2"
+    seed_psnr = [values["t128", s]["psnr"].mean() for s in (0, 1, 2)]
+    assert float(t128["psnr_mean"]) == pytest.approx(np.mean(seed_psnr))
+    half = T_975_2 * np.std(seed_psnr, ddof=1) / math.sqrt(3)
+    assert float(t128["psnr_ci95"]) == pytest.approx(half)
+    assert float(t128["usage_global_mean"]) == pytest.approx(100 * 507 / 512)
+    assert t128["usage_global_ci95"] == "0.0" and t128["usage_codebook_mean"] == ""
+    assert summary["vq"]["usage_codebook_mean"] != "" and summary["vq"]["n_seeds"] == "2"
+    # one seed: a mean, no interval
+    assert summary["s128_s128"]["psnr_ci95"] == "" and summary["s128_s128"]["n_seeds"] == "1"
+    header = rows(rep.summary)[0].keys()
+    assert "fid_mean" not in header and "lpips_mean" not in header  # not measured
+    assert {"l1_ci95", "l2_ci95", "ssim_ci95", "psnr_gain_last_fifth_mean"} <= set(header)
+
+    md = rep.markdown.read_text()
+    line = next(ln for ln in md.splitlines() if "| T-128 | S-128 | 512 |" in ln)
+    assert f"| {np.mean(seed_psnr):.2f} ± {half:.2f} |" in line and "| 3 (0, 1, 2) |" in line
+    assert "`t128_0`, `t128_1`, `t128_2`" in line
+    assert md.rstrip().splitlines()[0].startswith("# Results")
+    assert md.index("## Verdicts") > md.index("## Missing runs")
+
+
+def test_paired_comparison_with_vq_on_the_same_images(sweep):
+    _, values, rep = sweep
+    paired = rows(rep.paired)
+    t128 = {r["metric"]: r for r in paired if r["row_quantizer"] == "t128_s128"}
+    assert set(t128) == {"psnr", "l1", "l2", "ssim"}
+    psnr = t128["psnr"]
+    assert psnr["reference"] == "VQ-GAN" and psnr["reference_quantizer"] == "vq"
+    assert (psnr["n_images"], psnr["n_seeds"], psnr["n_seeds_reference"]) == ("40", "3", "2")
+    # per image: the mean over each row's seeds, then the paired t-interval over images
+    mine = np.mean([values["t128", s]["psnr"] for s in (0, 1, 2)], axis=0)
+    ref = np.mean([values["vq", s]["psnr"] for s in (0, 1)], axis=0)
+    low, high = st.ttest_rel(mine, ref).confidence_interval(0.95)
+    assert float(psnr["mean_diff"]) == pytest.approx(np.mean(mine - ref))
+    assert float(psnr["mean_diff"]) == pytest.approx(1.0, abs=0.1)
+    assert (float(psnr["ci95_low"]), float(psnr["ci95_high"])) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
+    assert (psnr["better"], psnr["outcome"]) == ("higher", "better")
+    assert (t128["l1"]["better"], t128["l1"]["outcome"]) == ("lower", "better")
+    assert float(t128["l1"]["mean_diff"]) < 0
+
+    # different image sets: the intersection, and it says so; none in common: refused
+    s128 = [r for r in paired if r["row_quantizer"] == "s128_s128"]
+    assert {r["n_images"] for r in s128} == {"35"} and "image sets differ" in s128[0]["note"]
+    (t64,) = [r for r in paired if r["row_quantizer"] == "t64_s192"]
+    assert t64["metric"] == "" and "no held-out image in common" in t64["note"]
+    (t192,) = [r for r in paired if r["row_quantizer"] == "t192_s64"]
+    assert "split `test`" in t192["note"]
+    assert not [r for r in paired if r["row_quantizer"] == "vq"]  # not with itself
+
+    md = rep.markdown.read_text()
+    assert "### Paired comparison with VQ-GAN (same held-out images per pair, 35 to 40)" in md
+    assert "ΔPSNR (higher is better)" in md and "ΔL1 (lower is better)" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| Dual Codebook T-128/S-128 |"))
+    assert line.startswith("| Dual Codebook T-128/S-128 | VQ-GAN | 3 vs 2 | 40 | +1.0")
+    assert "**better**" in line
+    assert "compared on the 35 both evaluated" in md
+
+
+def test_reference_option(sweep, tmp_path, capsys):
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep[0], root)
+    assert rp.main([str(root), "--reference", "s128_s128"]) == 0
+    paired = rows(root / "paired.csv")
+    assert {r["reference"] for r in paired} == {"Dual Codebook S-128/S-128"}
+    assert "vq" in {r["row_quantizer"] for r in paired}
+    md = (root / "report.md").read_text()
+    assert "### Paired comparison with Dual Codebook S-128/S-128" in md
+    assert rp.main([str(root), "--reference", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--reference 'nope'" in err and "VQ-GAN" in err
+    # a row label in any case, the dual halves, the option: the same row
+    configs = sweep[2].sections[0].configs
+    t128 = next(c for c in configs if c.representative.quantizer == "t128_s128")
+    for name in ("vq-gan", "VQ-GAN, 512 codes", "vq"):
+        assert rp.find_reference(t128, configs, name).label == "VQ-GAN"
+    assert rp.find_reference(t128, configs, "S-128/S-128").label.endswith("S-128/S-128")
+    assert rp.find_reference(t128, configs, "t128_s128") is None  # not with itself
+
+
+def test_reference_at_the_same_codebook_size(tmp_path, make_run):
+    for option in ("vq", "t128_s128"):
+        for size in (512, 1024):
+            make_run(tmp_path, f"{option}_{size}", option, size=size)
+    rep = rp.report(tmp_path)
+    pairs = {(r["row"], r["reference"]) for r in rows(rep.paired)}
+    assert pairs == {
+        ("Dual Codebook T-128/S-128, 512 codes", "VQ-GAN, 512 codes"),
+        ("Dual Codebook T-128/S-128, 1024 codes", "VQ-GAN, 1024 codes"),
+    }
+    md = rep.markdown.read_text()
+    assert "Paired comparison with VQ-GAN at the same codebook size (same 40 held-out" in md
