@@ -34,6 +34,9 @@ def build_loss(cfg: DictConfig) -> VQGANLoss:
 def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
     """``cfg.dataset`` for one split (``train_split`` for training, ``split`` to evaluate).
 
+    Each has its own crop policy: training ``train_policy`` (default ``random_crop``, as
+    taming), evaluation ``policy`` (default ``center_crop``), so that a fixed crop in
+    training is a choice of its own, not a side effect of the evaluation protocol.
     Evaluation never uses random crops or flips, whichever split it reads (VQCT's CUB
     numbers are on the training images): ``squash`` stays, anything else becomes
     ``center_crop``.
@@ -42,18 +45,23 @@ def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
     for key in _SPLIT_KEYS:
         node.pop(key, None)
     node["split"] = split
-    if not training:
-        if "policy" in node:
+    train_policy = node.pop("train_policy", None)
+    if "policy" in node:
+        if training:
+            node["policy"] = train_policy or "random_crop"
+        else:
             node["policy"] = "squash" if node["policy"] == "squash" else "center_crop"
-        if "flip" in node:
-            node["flip"] = False
+    if not training and "flip" in node:
+        node["flip"] = False
     try:
         return instantiate(node)
     except Exception as e:
-        # A dataset knows its split only as ``split``; for training it came from
-        # ``dataset.train_split``, so name that key in its error.
-        if training and "dataset.split=" in str(e):
-            raise ValueError(str(e).replace("dataset.split=", "dataset.train_split=")) from e
+        # A dataset knows its split and crop only as ``split`` and ``policy``; for
+        # training they came from ``dataset.train_split`` and ``dataset.train_policy``.
+        message = str(e)
+        if training and ("dataset.split=" in message or "dataset.policy=" in message):
+            message = message.replace("dataset.split=", "dataset.train_split=")
+            raise ValueError(message.replace("dataset.policy=", "dataset.train_policy=")) from e
         raise
 
 

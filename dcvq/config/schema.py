@@ -125,8 +125,10 @@ class FilesDatasetSchema:
     train_split: str = "train"
     split: str = "val"  # the split evaluated during and after training
     resolution: int = 256
-    # None: random_crop (+flip) for training, center_crop for evaluation; or squash
+    # the evaluated split: None = center_crop; or squash (random crops become center_crop)
     policy: str | None = None
+    # training: None = random_crop (taming's); center_crop or squash train on fixed crops
+    train_policy: str | None = None
     flip: bool | None = None
     interpolation: str = "bilinear"
     cache_dir: str | None = None
