@@ -1,4 +1,9 @@
-"""Nearest-neighbour VQ over the whole latent: taming's VectorQuantizer2 (the VQ-GAN row)."""
+"""Nearest-neighbour VQ over the whole latent: the VQ-GAN row of the paper's ablation.
+
+taming's VectorQuantizer2 search and straight-through estimator, with the Dual Codebook
+release's loss convention by default (``legacy_beta=False``: beta on the commitment term,
+as the dual rows); ``legacy_beta=True`` is taming's own default (``+baseline=vqgan_taming``
+trains VQ-GAN exactly as taming does)."""
 
 from __future__ import annotations
 

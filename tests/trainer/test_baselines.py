@@ -1,4 +1,4 @@
-"""Table 1 baselines in the same pipeline: +baseline=vqvae|gumbel|cvq."""
+"""Baselines in the same pipeline: +baseline=vqvae|gumbel|cvq (Table 1) and vqgan_taming."""
 
 import copy
 
@@ -11,8 +11,9 @@ from dcvq.trainer import Trainer
 
 
 def test_baselines_are_not_quantizer_options():
-    assert {p.stem for p in (CONF_DIR / "baseline").glob("*.yaml")} == {"vqvae", "gumbel", "cvq"}
-    assert not {"gumbel", "cvq", "vqvae"} & {p.stem for p in (CONF_DIR / "quantizer").glob("*")}
+    baselines = {"vqvae", "gumbel", "cvq", "vqgan_taming"}
+    assert {p.stem for p in (CONF_DIR / "baseline").glob("*.yaml")} == baselines
+    assert not baselines & {p.stem for p in (CONF_DIR / "quantizer").glob("*")}
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,19 @@ def test_baseline_trains_and_round_trips(tiny_cfg, tmp_path, baseline, target):
 def test_baseline_codebook_size_defaults_to_1024_and_is_overridable():
     assert compose(["+baseline=cvq"]).codebook.size == 1024
     assert compose(["+baseline=cvq", "codebook.size=512"]).quantizer.codebook_size == 512
+
+
+def test_vqgan_as_taming_trains_it_differs_from_the_ablation_row_in_two_keys():
+    """quantizer=vq is the paper's ablation row (the dual rows' loss convention);
+    +baseline=vqgan_taming is taming's own: legacy beta placement, perceptual weight 1.0."""
+    from omegaconf import OmegaConf
+
+    from dcvq.config.diff import result_changes
+
+    ablation = compose(["quantizer=vq"])
+    taming = compose(["+baseline=vqgan_taming"])
+    assert result_changes(OmegaConf.to_container(ablation, resolve=True), taming) == [
+        "loss.perceptual_weight: 1.25 -> 1.0",
+        "quantizer.legacy_beta: False -> True",
+    ]
+    assert compose(["+baseline=vqgan_taming", "codebook.size=256"]).quantizer.codebook_size == 256
