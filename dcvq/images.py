@@ -1,8 +1,12 @@
-"""Reconstruction grids: one layout, written here for training (``samples/step_*.png``) and
-``python -m dcvq.evaluate`` (``grid.png``), and read back here for the report's figure.
+"""Image grids: every PNG grid dcvq writes is written here.
 
+Reconstruction grids: one layout, written for training (``samples/step_*.png``) and
+``python -m dcvq.evaluate`` (``grid.png``), and read back here for the report's figure.
 The layout: the inputs in the top row, their reconstructions in the bottom row, one
 column per image, torchvision's 2-pixel padding.
+
+Sample grids (``python -m dcvq.prior``'s ``samples.png``): generated images only, row by
+row, same padding.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ def save_reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, path: str | P
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = torch.cat([x, x_hat.clamp(-1, 1)]).float().add(1).div(2)
     save_image(grid, path, nrow=len(x), padding=2)
+    return path
+
+
+def save_sample_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Write ``images`` (``B x 3 x H x W`` in [-1, 1], clamped) as a PNG grid of ``nrow``
+    images a row at ``path``, creating its folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.clamp(-1, 1).float().add(1).div(2), path, nrow=nrow, padding=2)
     return path
 
 
