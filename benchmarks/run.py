@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import evaluation, quantizer, taming_step, train_step
+from benchmarks import evaluation, prior, quantizer, taming_step, train_step
 from benchmarks.harness import (
     Context,
     machine_info,
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "train_step": train_step.run,
     "taming_step": taming_step.run,
     "evaluation": evaluation.run,
+    "prior": prior.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
