@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from dcvq.config.diff import RESULT_NEUTRAL
+
 #: a run's codebooks in display order (global left, local right); others after these
 CODEBOOK_ORDER = ("global", "local", "codebook")
 
@@ -29,7 +31,12 @@ DATASET_NAMES = {
     "sampleimages": "samples",
     "imagefolder": "image folder",
 }
-BASELINE_NAMES = {"vqvae": "VQ-VAE", "gumbel": "Gumbel-VQ", "cvq": "CVQ"}
+BASELINE_NAMES = {
+    "vqvae": "VQ-VAE",
+    "gumbel": "Gumbel-VQ",
+    "cvq": "CVQ",
+    "vqgan_taming": "VQ-GAN (taming)",
+}
 #: without a ``baseline`` choice, these quantizer classes still get the paper's names
 QUANTIZER_NAMES = {"GumbelQuantizer": "Gumbel-VQ", "CVQQuantizer": "CVQ"}
 #: the ``conf/quantizer/`` options the paper has rows for. Their rows keep the paper's names,
@@ -41,19 +48,7 @@ DUAL = "Dual Codebook"
 #: weights are read from): runs that differ only in these (and in ``seed``) are seeds of
 #: one configuration. The device is here because a sweep may mix machines; numerics differ
 #: between them by rounding, which seeds swamp.
-NEUTRAL_KEYS = (
-    "logger",
-    "trainer.progress",
-    "trainer.num_workers",
-    "trainer.log_every",
-    "trainer.ckpt_every",
-    "trainer.dist_timeout_min",
-    "trainer.resume",
-    "trainer.device",
-    "loss.lpips_weights",
-    "eval.lpips_weights",
-    "eval.fid_weights",
-)
+NEUTRAL_KEYS = (*RESULT_NEUTRAL, "trainer.device")
 
 
 @dataclass
