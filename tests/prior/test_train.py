@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pytest
 import torch
 
+from dcvq.checkpoint import read_checkpoint
 from dcvq.prior.config import build_prior
 from dcvq.prior.likelihood import bits_per_token
 from dcvq.prior.train import CHECKPOINT, PriorTrainer
@@ -88,3 +91,22 @@ def test_resume_off_starts_again(prior_cfg, tmp_path):
     again = trainer(prior_cfg("prior.max_steps=1", "prior.resume=false"), tmp_path)
     again.fit(pattern(16))
     assert again.step == 1
+
+
+def test_a_preemption_signal_checkpoints_the_step_and_exits(prior_cfg, tmp_path):
+    """As the training loop: the step ends, its checkpoint is written, and without a
+    previous handler (a plain process) the run exits with 128 + signal."""
+    t = trainer(prior_cfg("prior.max_steps=10", "prior.ckpt_every=100"), tmp_path)
+    step = t.train_step
+
+    def step_then_signal(grids):
+        logs = step(grids)
+        if t.step == 3:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return logs
+
+    t.train_step = step_then_signal
+    with pytest.raises(SystemExit) as exit_:
+        t.fit(pattern(16))
+    assert exit_.value.code == 128 + signal.SIGUSR2
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 3
