@@ -71,7 +71,7 @@ def test_a_user_quantizer_joins_the_glob_sweep(
     assert "quantizer.codebook.embedding.weight" in ckpt["model"]
 
     runs = [wandb_records.read_run(p) for p in wandb_records.find_runs(sweep)]
-    assert {r.name for r in runs} == {"my_vq-n32-samples", "vq-n32-samples"}
+    assert {r.name for r in runs} == {"my_vq-n32-samples-s0", "vq-n32-samples-s0"}
     assert {r.job_type for r in runs} == {"my_vq", "vq"}
 
     report = subprocess.run(

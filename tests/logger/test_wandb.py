@@ -394,6 +394,7 @@ defaults:
   - _self_
 codebook:
   size: 512
+seed: 0
 logger:
   settings: {settings}
 """
@@ -430,6 +431,7 @@ def test_yaml_in_a_multirun_gives_one_run_per_job_grouped_by_sweep(
         overrides=[
             "quantizer=vq,dual",
             "codebook.size=512,1024",
+            "seed=0,1",
             f"hydra.searchpath=[file://{REPO / 'conf'}]",
             "hydra.job.chdir=false",
         ],
@@ -440,16 +442,16 @@ def test_yaml_in_a_multirun_gives_one_run_per_job_grouped_by_sweep(
         runs = [
             wandb_records.read_finished(p) for d in run_dirs for p in wandb_records.find_runs(d)
         ]
-    assert len(runs) == 4 and len({r.run_id for r in runs}) == 4
+    assert len(runs) == 8 and len({r.run_id for r in runs}) == 8
     assert {r.group for r in runs} == {str(sweep_dir)}
-    assert sorted(r.name for r in runs) == [
-        "dual-n1024-samples",
-        "dual-n512-samples",
-        "vq-n1024-samples",
-        "vq-n512-samples",
-    ]
+    rows = ["dual-n1024", "dual-n512", "vq-n1024", "vq-n512"]
+    assert sorted(r.name for r in runs) == [f"{j}-samples-s{s}" for j in rows for s in (0, 1)]
+    # the seeds of a configuration share its job type (a dashboard's mean and band per row)
+    assert sorted(r.job_type for r in runs) == sorted(rows * 2)
     for r in runs:
-        assert r.job_type == r.name.split("-")[0] == r.config["quantizer"]["name"]
+        assert r.job_type == r.name.rsplit("-", 2)[0]
+        assert r.job_type.split("-")[0] == r.config["quantizer"]["name"]
+        assert r.name.endswith(f"-s{r.config['seed']}")
         assert r.series("train/loss") == [(1, float(r.config["codebook"]["size"]))]
 
 
