@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dcvq.config import register
+from dcvq.prior.stage import prior_after_training
 from dcvq.trainer import train
 
 register()
@@ -30,13 +31,24 @@ def summary(results: dict, run_dir: Path) -> str:
     ]
     if grids:
         lines.append(f"reconstructions (top: inputs, bottom: outputs): {grids[-1]}")
+    prior = results.get("prior")
+    if prior:
+        lines.append(
+            f"token prior: {prior['bits_per_token']:.3f} bits per token (uniform "
+            f"{prior['uniform_bits_per_token']:.2f}), samples: {run_dir / 'prior' / 'samples.png'}"
+        )
     return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    results = train(cfg, run_dir, logger=instantiate(cfg.logger))
+    logger = instantiate(cfg.logger)
+    results = train(cfg, run_dir, logger=logger)
+    if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
+        section = prior_after_training(cfg, run_dir, logger)
+        if results:
+            results["prior"] = section
     if results:  # only rank 0 has results
         print(summary(results, run_dir), flush=True)
     # the job's return value (the sweep's objective)

@@ -1,8 +1,11 @@
 """train.py, the entry point, as a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from dcvq.config import CONF_DIR
 
@@ -25,3 +28,42 @@ def test_a_run_ends_by_saying_what_it_gave_and_where(tiny_overrides, tmp_path):
     )
     assert last[2] == f"run directory: {run_dir}"
     assert last[4].endswith(str(run_dir / "samples" / "step_0000004.png"))
+
+
+def test_prior_after_training_fills_eval_json_and_wandb(
+    tiny_overrides, tmp_path, offline_wandb, wandb_records
+):
+    """`train.py ... prior=tiny`: the prior stage runs on the trained tokenizer, eval.json
+    gains its section, wandb its prior/ columns; a re-launch trains neither again."""
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, str(CONF_DIR.parent / "train.py"), *tiny_overrides, "logger=wandb",
+        "prior=tiny", "prior.max_steps=3", "prior.grid_images=2", "prior.max_train_images=16",
+        "prior.max_eval_images=8", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run_dir / "eval.json").read_text())
+    prior = results["prior"]
+    written = json.loads((run_dir / "prior" / "prior.json").read_text())
+    for key in ("bits_per_token", "bits_per_token_global", "bits_per_token_local", "steps",
+                "n_params", "fid"):  # fmt: skip
+        assert prior[key] == written[key], key
+    assert prior["steps"] == 3 and prior["fid"] is None  # eval.fid=false in training
+    assert prior["bits_per_token"] == pytest.approx(
+        prior["bits_per_token_global"] + prior["bits_per_token_local"]
+    )
+    assert (run_dir / "prior" / "samples.png").is_file()
+    assert f"token prior: {prior['bits_per_token']:.3f} bits per token" in proc.stdout
+    logged = {}
+    for path in wandb_records.find_runs(run_dir):
+        run = wandb_records.read_finished(path)
+        logged |= {k: v for k in ("prior/bits_per_token",) for _, v in run.series(k)}
+    assert logged == {"prior/bits_per_token": pytest.approx(prior["bits_per_token"])}
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert "nothing to train" in log and "has this prior's results already" in log
+    assert json.loads((run_dir / "eval.json").read_text()) == results

@@ -8,7 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 #: keys that do not change what a training run computes, only how it is watched and fed
-#: (data order does not depend on the number of loader workers) and where weights are read
+#: (data order does not depend on the number of loader workers), where weights are read
+#: and what runs after it
 RESULT_NEUTRAL = (
     "logger",
     "trainer.progress",
@@ -20,6 +21,7 @@ RESULT_NEUTRAL = (
     "loss.lpips_weights",
     "eval.lpips_weights",
     "eval.fid_weights",
+    "prior",  # a stage after training: eval.json's prior section tells its own config
 )
 
 

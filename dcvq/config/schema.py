@@ -232,6 +232,7 @@ class TrainSchema:
     codebook: CodebookSchema = field(default_factory=CodebookSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
     seed: int = 0
+    prior: Any = None  # prior=none; else the token prior stage after training
 
 
 @dataclass

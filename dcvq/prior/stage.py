@@ -221,3 +221,60 @@ def _evaluate(
         "samples": "samples.png" if p.grid_images else None,
         "sampling": {"temperature": p.temperature, "top_k": p.top_k, "seed": p.seed},
     }
+
+
+#: the keys of ``prior.json`` that a training run's eval.json repeats in its ``prior``
+#: section (and wandb and the report show as ``prior/<key>``)
+SUMMARY_KEYS = ("bits_per_token", "uniform_bits_per_token", "steps", "n_params", "fid")
+
+
+def prior_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The ``prior`` section of eval.json: :data:`SUMMARY_KEYS`, each codebook's
+    ``bits_per_token_<name>``, and the prior's config (to tell a stale section)."""
+    keys = [*SUMMARY_KEYS, *(k for k in results if k.startswith("bits_per_token_"))]
+    return {k: results.get(k) for k in keys if k != "bits_per_token_note"} | {
+        "prior": results["prior"],
+        "run_dir": results.get("run_dir"),
+    }
+
+
+def prior_after_training(cfg: DictConfig, run_dir: str | Path, logger: Any = None) -> dict:
+    """``train.py ... prior=<size>``: the prior stage on the run's final checkpoint, into
+    ``<run_dir>/prior/``; its summary becomes eval.json's ``prior`` section and is logged
+    as ``prior/<key>`` at the tokenizer's last step (on a re-launch of a finished run
+    whose section belongs to this prior config, nothing runs). Called on every rank (a
+    DDP run trains its prior with all of them); returns the section on rank 0, else {}.
+    """
+    run_dir = Path(run_dir)
+    eval_json = run_dir / "eval.json"
+    results = json.loads(eval_json.read_text())
+    wanted = OmegaConf.to_container(cfg.prior, resolve=True)
+    if (results.get("prior") or {}).get("prior") == wanted:
+        log.info("%s has this prior's results already: nothing to train", eval_json)
+        return results["prior"]
+    out = run_prior(
+        cfg.prior,
+        run_dir / "checkpoints" / "last.pt",
+        run_dir / "prior",
+        cfg.eval,
+        cfg.trainer.device,
+        num_workers=cfg.trainer.num_workers,
+        progress=cfg.trainer.progress,
+    )
+    if not out:  # not rank 0
+        return {}
+    section = prior_summary(out | {"run_dir": "prior"})
+    results["prior"] = section
+    write_text_atomic(eval_json, json.dumps(results, indent=1))
+    if logger is not None:
+        step = int(results["step"])
+        logger.start(OmegaConf.to_container(cfg, resolve=True), run_dir, step)
+        try:
+            numbers = {k: v for k, v in section.items() if isinstance(v, (int, float))}
+            logger.log_metrics({f"prior/{k}": float(v) for k, v in numbers.items()}, step)
+            samples = run_dir / "prior" / "samples.png"
+            if samples.is_file():
+                logger.log_image("prior/samples", samples, step)
+        finally:
+            logger.finish()
+    return section
