@@ -64,7 +64,7 @@ def test_baseline_codebook_size_defaults_to_1024_and_is_overridable():
     assert compose(["+baseline=cvq", "codebook.size=512"]).quantizer.codebook_size == 512
 
 
-def test_vqgan_as_taming_trains_it_differs_from_the_ablation_row_in_two_keys():
+def test_vqgan_as_taming_trains_it_differs_from_the_ablation_row_in_its_recipe():
     """quantizer=vq is the paper's ablation row (the dual rows' loss convention);
     +baseline=vqgan_taming is taming's own: legacy beta placement, perceptual weight 1.0."""
     from omegaconf import OmegaConf
@@ -74,7 +74,9 @@ def test_vqgan_as_taming_trains_it_differs_from_the_ablation_row_in_two_keys():
     ablation = compose(["quantizer=vq"])
     taming = compose(["+baseline=vqgan_taming"])
     assert result_changes(OmegaConf.to_container(ablation, resolve=True), taming) == [
+        "codebook.size: 512 -> 1024",  # as every baseline: the paper's baseline rows' size
         "loss.perceptual_weight: 1.25 -> 1.0",
+        "quantizer.codebook_size: 512 -> 1024",
         "quantizer.legacy_beta: False -> True",
     ]
     assert compose(["+baseline=vqgan_taming", "codebook.size=256"]).quantizer.codebook_size == 256
