@@ -2,11 +2,12 @@
 paired comparisons over held-out images (two configurations on the same images), and the
 PSNR a configuration gains over its last fifth of training. Student-t intervals (scipy).
 
-Two kinds of interval, for two questions. Over seeds (:func:`ci95`): how much a
-configuration's number moves when it is trained again. Over images (:func:`paired`): on
-these images, does configuration A (averaged over its seeds) reconstruct better than B;
-that interval does not include training noise, so with one seed per row it says nothing
-about a retraining.
+Two kinds of interval, for two questions. Over seeds (:func:`ci95`, and
+:func:`seed_difference` for two configurations): how much a configuration's number moves
+when it is trained again. Over images (:func:`paired`): on these images, does
+configuration A (averaged over its seeds) reconstruct better than B; that interval does
+not include training noise, so with one seed per row it says nothing about a retraining.
+The verdicts ask both.
 """
 
 from __future__ import annotations
@@ -119,12 +120,48 @@ class Paired:
     def outcome(self) -> str:
         """``better`` / ``worse`` when the interval lies wholly on one side of 0 (for the
         configuration, in this metric's direction), else ``inconclusive``."""
-        if self.low is None or self.high is None:
-            return "inconclusive"
-        if self.low > 0 or self.high < 0:
-            up = self.low > 0
-            return "better" if up == self.higher_is_better else "worse"
+        return side_of_zero(self.low, self.high, self.higher_is_better)
+
+
+def side_of_zero(low: float | None, high: float | None, higher_is_better: bool) -> str:
+    """``better`` / ``worse`` / ``inconclusive`` for an interval of a difference."""
+    if low is None or high is None or low <= 0 <= high:
         return "inconclusive"
+    return "better" if (low > 0) == higher_is_better else "worse"
+
+
+@dataclass(frozen=True)
+class SeedDifference:
+    """Difference of two configurations' means over their seeds (eval.json's numbers),
+    with Welch's 95% interval: what a retraining could move. None bounds when either
+    configuration has fewer than 2 seeds."""
+
+    metric: str
+    mean_diff: float
+    low: float | None
+    high: float | None
+    n: int
+    n_reference: int
+
+    @property
+    def outcome(self) -> str:
+        return side_of_zero(self.low, self.high, HIGHER_IS_BETTER.get(self.metric, True))
+
+
+def seed_difference(metric: str, a: Sequence[float], b: Sequence[float]) -> SeedDifference:
+    """``mean(a) - mean(b)`` over seeds with Welch's t-interval (unequal variances,
+    Welch-Satterthwaite degrees of freedom); identical seeds give a zero-width interval."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return SeedDifference(metric, diff, None, None, x.size, y.size)
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return SeedDifference(metric, diff, diff, diff, x.size, y.size)
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    half = float(st.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
+    return SeedDifference(metric, diff, diff - half, diff + half, x.size, y.size)
 
 
 def paired(metric: str, a: np.ndarray, b: np.ndarray) -> Paired:
@@ -152,6 +189,7 @@ class Comparison:
     config: Configuration
     reference: Configuration
     metrics: dict[str, Paired] = field(default_factory=dict)
+    seeds: dict[str, SeedDifference] = field(default_factory=dict)  # the same, over seeds
     n_images: int = 0
     n_seeds: int = 0
     n_seeds_reference: int = 0
@@ -227,11 +265,14 @@ def compare(config: Configuration, reference: Configuration) -> Comparison:
         )
     ref_order = np.array([ref_index[mine.names[i]] for i in keep], dtype=np.int64)
     keep_idx = np.array(keep, dtype=np.int64)
+    mine_seeds, ref_seeds = seed_values(config), seed_values(reference)
     for m in PAIRED_METRICS:
         if m in mine.values and m in ref.values:
             a, b = mine.values[m][keep_idx], ref.values[m][ref_order]
             if (np.isfinite(a) & np.isfinite(b)).any():
                 out.metrics[m] = paired(m, a, b)
+        if mine_seeds.get(m) and ref_seeds.get(m):
+            out.seeds[m] = seed_difference(m, mine_seeds[m], ref_seeds[m])
     out.n_images = len(keep)
     return out
 

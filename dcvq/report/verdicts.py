@@ -1,11 +1,15 @@
 """The paper's claims, each judged on the sweep's own rows: **supported**, **contradicted**
 or **inconclusive at this scale**, with the numbers behind the verdict.
 
-Paired claims ("A is better than B") compare A and B image by image
-(:func:`dcvq.report.stats.compare`, each row averaged over its seeds) within one
-(table, dataset) section, on the held-out images both evaluated. For each pair and metric
-the 95% paired interval of A − B is *better* when it lies wholly on A's better side of 0,
-*worse* when wholly on the other side, *inconclusive* otherwise. A claim is
+Paired claims ("A is better than B") compare A and B within one (table, dataset)
+section in two ways (:func:`dcvq.report.stats.compare`): image by image, on the held-out
+images both evaluated (each row averaged over its seeds: the 95% paired interval of
+A − B), and over seeds (the difference of the rows' means with Welch's 95% interval: what
+retraining moves, which the first interval does not see). For each pair and metric, an
+interval is *better* when it lies wholly on A's better side of 0, *worse* when wholly on
+the other side; the pair is *better* (*worse*) when both intervals are, or, where a row
+has a single seed (no interval over seeds), when the image interval is (said in the
+evidence); *inconclusive* otherwise. A claim is
 
 - **contradicted** when any of its pairs is worse on any of its metrics,
 - **supported** when every pair is better on every metric (and every pair was measured),
@@ -36,9 +40,11 @@ RECONSTRUCTION = ("l1", "l2", "psnr")
 USAGE_SUPPORTED = 95.0
 USAGE_CONTRADICTED = 80.0
 PAIRED_RULE = (
-    "paired 95% t-interval over images of (claimed better − other) for each pair and"
-    " metric: supported if every pair was measured and is better on every metric,"
-    " contradicted if any is worse, else inconclusive"
+    "for each pair and metric, the 95% paired t-interval over images of (claimed better −"
+    " other) and the 95% Welch interval over seeds of the same difference must both"
+    " exclude 0 on one side (the image interval alone where a row has one seed): supported"
+    " if every pair was measured and is better on every metric, contradicted if any is"
+    " worse, else inconclusive"
 )
 NAMES = {"psnr": "PSNR", "l1": "L1", "l2": "L2", "ssim": "SSIM", "lpips": "LPIPS"}
 DIGITS = {"psnr": 2, "l1": 4, "l2": 4, "ssim": 4, "lpips": 4}
@@ -107,12 +113,25 @@ def paired_claim(claim: str, pairs: Sequence[Pair], metrics: Sequence[str]) -> V
                 unmeasured += 1
                 parts.append(f"{NAMES.get(m, m)} not measured")
                 continue
-            outcomes.append(p.outcome)
+            seeds = comp.seeds.get(m)
+            over_seeds = seeds is not None and seeds.low is not None
+            outcome = p.outcome
+            if over_seeds and seeds.outcome != p.outcome:
+                outcome = "inconclusive"
+            outcomes.append(outcome)
             d = DIGITS.get(m, 4)
+            if over_seeds:
+                seed_part = (
+                    f"over seeds {_fmt(seeds.mean_diff, d)} [{_fmt(seeds.low, d)},"
+                    f" {_fmt(seeds.high, d)}]"
+                )
+            else:
+                seed_part = "one seed: retraining noise not measured"
             parts.append(
                 f"Δ{NAMES.get(m, m)} {_fmt(p.mean_diff, d)} [{_fmt(p.low, d)}, {_fmt(p.high, d)}]"
+                f", {seed_part}"
                 f" ({'higher' if HIGHER_IS_BETTER.get(m, True) else 'lower'} is better):"
-                f" {p.outcome}"
+                f" {outcome}"
             )
         seeds = f"seeds: {comp.n_seeds} vs {comp.n_seeds_reference}, images: {comp.n_images:,}"
         evidence.append(f"{head}: {'; '.join(parts)} ({seeds})")

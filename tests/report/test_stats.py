@@ -62,3 +62,16 @@ def test_paired_needs_equal_arrays():
     # an exact reconstruction's infinite PSNR is left out, not a NaN mean
     p = stats.paired("psnr", np.array([np.inf, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]))
     assert (p.n, p.mean_diff) == (2, 1.5)
+
+
+def test_seed_difference_is_welch_s_interval():
+    seed_difference = stats.seed_difference
+    a, b = [20.1, 20.6, 19.9], [19.0, 19.4, 19.1, 18.8]
+    d = seed_difference("psnr", a, b)
+    expected = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (d.low, d.high) == pytest.approx((expected.low, expected.high))
+    assert d.outcome == "better" and seed_difference("l1", a, b).outcome == "worse"
+    same = seed_difference("psnr", [20.0, 20.0], [19.0, 19.0])
+    assert (same.low, same.high, same.outcome) == (1.0, 1.0, "better")
+    one = seed_difference("psnr", [20.0], [19.0, 19.2])
+    assert one.low is None and one.outcome == "inconclusive"

@@ -100,3 +100,26 @@ def test_usage_thresholds(tmp_path, make_run, usages, outcome):
     verdict = usage(section(tmp_path))
     assert verdict.outcome == outcome and len(verdict.evidence) == 2
     assert "≥ 95%" in verdict.rule and "< 80%" in verdict.rule
+
+
+def test_a_gap_retraining_can_undo_is_inconclusive(tmp_path, make_run, fakes):
+    """Three seeds of T-128/S-128 land at +0.9, -0.8 and +1.0 dB over three steady seeds
+    of S-128/S-128: averaged over seeds, every image gains ~0.37 dB (the image interval
+    alone says better), but the seeds' own spread says a retraining could reverse it."""
+    base = fakes.base_values()
+    for seed, (plain, transformer) in enumerate([(0.0, 0.9), (0.02, -0.8), (-0.02, 1.0)]):
+        for option, db in (("s128_s128", plain), ("t128_s128", transformer)):
+            values = fakes.shifted(base, db, 0.05, seed=10 * seed + len(option))
+            make_run(tmp_path, f"{option}_{seed}", option, seed=seed, values=values)
+    verdict = transformer_beats_plain(section(tmp_path))
+    assert verdict.outcome == INCONCLUSIVE
+    psnr = next(p for p in verdict.evidence[0].split("; ") if p.startswith("ΔPSNR"))
+    assert "over seeds +0.37 [-2.1" in psnr and ": inconclusive (seeds: 3 vs 3" in psnr
+
+    # the same rows with the seeds in agreement: both intervals say better
+    steady = tmp_path / "steady"
+    for seed, db in enumerate([0.35, 0.4, 0.38]):
+        for option, shift in (("s128_s128", 0.0), ("t128_s128", db)):
+            values = fakes.shifted(base, shift, 0.05, seed=10 * seed + len(option))
+            make_run(steady, f"{option}_{seed}", option, seed=seed, values=values)
+    assert transformer_beats_plain(section(steady)).outcome == SUPPORTED
