@@ -47,9 +47,11 @@ def report(
     paper: Sequence[str | Path] | None = None,
     table: str | None = None,
     reference: str | None = None,
+    out: str | Path | None = None,
 ) -> Report:
     """Collect ``sweep_dir`` and write ``report.md``, ``report.csv``, ``summary.csv``,
-    ``paired.csv`` and ``figures/`` in it.
+    ``paired.csv`` and ``figures/`` in ``out`` (default: the sweep dir itself; e.g. a
+    folder under ``experiments/`` to commit the results without the runs' checkpoints).
 
     ``paper``: CSV files of the paper's rows (default: ``experiments/*/paper.csv``);
     ``table``: treat every run as a row of that table (default: from the experiment);
@@ -81,16 +83,18 @@ def report(
         )
     compared = {s.slug: comparisons(s.configs, reference) for s in sections}
     judged = judge_claims([s.configs for s in sections])
-    figures = draw_figures(sections, sweep_dir / "figures")
-    md = sweep_dir / "report.md"
+    out = Path(out) if out is not None else sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    figures = draw_figures(sections, out / "figures")
+    md = out / "report.md"
     md.write_text(
         render_markdown(
             sweep_dir, sections, runs, paper_files, figures, compared, judged, reference
         )
     )
-    out_csv = sweep_dir / "report.csv"
+    out_csv = out / "report.csv"
     write_csv(out_csv, runs, rows)
-    summary, paired = sweep_dir / "summary.csv", sweep_dir / "paired.csv"
+    summary, paired = out / "summary.csv", out / "paired.csv"
     write_summary(summary, sections)
     flat = [c for cs in compared.values() for c in cs]
     write_paired(paired, flat)
@@ -108,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "sweep_dir",
         type=Path,
-        help="a multirun sweep dir (or any folder above"
-        " job dirs); report.md, report.csv and figures/ are written there",
+        help="a multirun sweep dir (or any folder above job dirs); report.md, report.csv,"
+        " summary.csv, paired.csv and figures/ are written there unless --out says",
     )
     parser.add_argument(
         "--paper",
@@ -134,9 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(e.g. 'VQ-GAN, 512 codes') or a quantizer option (e.g. s128_s128); default: "
         "VQ-GAN (vq at the same codebook size when there are several)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the report there instead of into the sweep dir",
+    )
     args = parser.parse_args(argv)
     try:
-        rep = report(args.sweep_dir, args.paper, args.table, args.reference)
+        rep = report(args.sweep_dir, args.paper, args.table, args.reference, args.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

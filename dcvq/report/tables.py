@@ -67,6 +67,15 @@ def _float(text: str) -> float | None:
     return float(text) if text else None
 
 
+def _shown(path: Path) -> str:
+    """A paper file as a reader of a committed report can find it: relative to this
+    repository when it is one of its files."""
+    try:
+        return str(Path(path).resolve().relative_to(EXPERIMENTS_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
 def default_paper_files() -> list[Path]:
     """``experiments/*/paper.csv`` of this repository, in table order."""
     return sorted(EXPERIMENTS_DIR.glob("*/paper.csv"))
@@ -419,7 +428,7 @@ def render_markdown(
         f"{len(runs)} runs, {done} finished, {len(runs) - done} missing. How to read this"
         f" report: `{GUIDE}` in the dcvq repository.",
         "",
-        "Paper numbers from: " + (", ".join(f"`{p}`" for p in paper_files) or "none"),
+        "Paper numbers from: " + (", ".join(f"`{_shown(p)}`" for p in paper_files) or "none"),
         "",
     ]
     for section in sections:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -147,3 +148,19 @@ def test_reference_at_the_same_codebook_size(tmp_path, make_run):
     }
     md = rep.markdown.read_text()
     assert "Paired comparison with VQ-GAN at the same codebook size (same 40 held-out" in md
+
+
+def test_out_writes_the_report_elsewhere(sweep, tmp_path):
+    """--out: a folder to commit (experiments/<study>/) without the runs' checkpoints; the
+    sweep dir is left as it was."""
+    root, out = tmp_path / "sweep", tmp_path / "results"
+    shutil.copytree(sweep[0], root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert rp.main([str(root), "--out", str(out)]) == 0
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    written = {p.name for p in out.iterdir()}
+    assert {"report.md", "report.csv", "summary.csv", "paired.csv", "figures"} <= written
+    md = (out / "report.md").read_text()
+    for link in re.findall(r"\]\((figures/[^)]+)\)", md):
+        assert (out / link).is_file(), link
+    assert "Paper numbers from: `experiments/table1/paper.csv`" in md  # not a local path
