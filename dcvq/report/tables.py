@@ -262,7 +262,7 @@ def _where_cell(line: Line) -> str:
     return ", ".join(done) + (f"; {', '.join(missing)} missing" if missing else "")
 
 
-def _line_cells(line: Line, roman: bool) -> list[str]:
+def _line_cells(line: Line, roman: bool, prior: bool = False) -> list[str]:
     run, row, config = line.run, line.paper, line.config
     if config is None and run is not None:  # a Line made by hand: its run is the row
         config = Configuration([run], run.title)
@@ -274,8 +274,9 @@ def _line_cells(line: Line, roman: bool) -> list[str]:
         cells += [fmt(row.metrics.get(m) if row else None, DIGITS[m])]
     cells += [mean_ci(est.get(m), DIGITS[m]) for m in EXTRA_METRICS]
     usage, ppl = _codebook_cells(config) if config is not None and config.ok else ("—", "—")
+    cells += [usage, ppl] + ([mean_ci(est.get("prior_bits_per_token"), 3)] if prior else [])
     step = str(run.step) if run is not None and run.step is not None else "—"
-    return cells + [usage, ppl, _seeds_cell(config), step, _where_cell(line)]
+    return cells + [_seeds_cell(config), step, _where_cell(line)]
 
 
 def psnr_bound_on_vqct_scale(l2: float) -> float:
@@ -437,11 +438,14 @@ def render_markdown(
         for m in METRICS:
             head += [HEADERS[m], f"{HEADERS[m]} paper"]
         head += [HEADERS[m] for m in EXTRA_METRICS]
-        head += ["Usage %", "Perplexity", "Seeds", "Step", "Run"]
+        head += ["Usage %", "Perplexity"]
+        prior = any("prior_bits_per_token" in seed_values(c) for c in section.configs)
+        head += ["Prior bits/token"] if prior else []
+        head += ["Seeds", "Step", "Run"]
         out += [f"## {section.title}", "", _protocol_text(section), ""]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
-        out += ["| " + " | ".join(_line_cells(ln, roman)) + " |" for ln in section.lines]
+        out += ["| " + " | ".join(_line_cells(ln, roman, prior)) + " |" for ln in section.lines]
         out.append("")
         if any(len(c.finished) > 1 for c in section.configs):
             out += ["a ± b: mean over the row's seeds ± half-width of its 95% t-interval.", ""]
@@ -529,7 +533,8 @@ def write_summary(path: Path, sections: Sequence[Section]) -> None:
     measured += [m for m in ("lpips", "fid") if any(m in v for v in values)]
     books = [f"usage_{n}" for n in CODEBOOK_ORDER]
     books += [k for v in values for k in v if k.startswith("usage_") and k not in books]
-    metrics = measured + list(dict.fromkeys(books)) + ["psnr_gain_last_fifth"]
+    prior = list(dict.fromkeys(k for v in values for k in v if k.startswith("prior_")))
+    metrics = measured + list(dict.fromkeys(books)) + ["psnr_gain_last_fifth"] + prior
     fields = [
         "table",
         "dataset",

@@ -164,3 +164,27 @@ def test_out_writes_the_report_elsewhere(sweep, tmp_path):
     for link in re.findall(r"\]\((figures/[^)]+)\)", md):
         assert (out / link).is_file(), link
     assert "Paper numbers from: `experiments/table1/paper.csv`" in md  # not a local path
+
+
+def test_token_prior_columns(sweep, tmp_path):
+    """Runs trained with prior=...: eval.json's prior section becomes summary.csv's
+    prior_* columns (mean and interval over seeds) and report.md's Prior bits/token."""
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep[0], root)
+    bits = {"t128_0": 9.0, "t128_1": 9.5, "t128_2": 10.0}
+    for job, b in bits.items():
+        path = root / job / "eval.json"
+        res = json.loads(path.read_text())
+        section = {"bits_per_token": b, "bits_per_token_global": b - 4, "bits_per_token_local": 4.0}
+        path.write_text(json.dumps(res | {"prior": section | {"steps": 3, "fid": None}}))
+    rep = rp.report(root)
+    summary = {r["quantizer"]: r for r in rows(rep.summary)}
+    t128 = summary["t128_s128"]
+    assert float(t128["prior_bits_per_token_mean"]) == pytest.approx(9.5)
+    assert float(t128["prior_bits_per_token_ci95"]) == pytest.approx(T_975_2 * 0.5 / math.sqrt(3))
+    assert float(t128["prior_bits_per_token_local_mean"]) == 4.0
+    assert summary["vq"]["prior_bits_per_token_mean"] == ""  # trained without a prior
+    assert "prior_fid_mean" not in t128  # null everywhere: no column
+    md = rep.markdown.read_text()
+    line = next(ln for ln in md.splitlines() if "| Dual Codebook | T-128 | S-128 |" in ln)
+    assert "| 9.500 ± 1.242 |" in line and "Prior bits/token" in md
