@@ -9,9 +9,9 @@ interpolation) is kept.
 
 Writes a comparison grid, optionally the reconstructions, ``per_image.csv`` (each image's
 metrics, for paired comparisons) and last ``eval.json`` (the format of training's final
-evaluation), atomically: an ``eval.json`` is a finished evaluation. A stop signal (SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with
-exit status 128 + signal and no ``eval.json``; reconstructions written so far stay in
-``reconstructions.partial/``.
+evaluation), atomically: an ``eval.json`` is a finished evaluation. A stop signal
+(SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with exit status 128 + signal
+and no ``eval.json``; reconstructions written so far stay in ``reconstructions.partial/``.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def evaluate_checkpoint(
 register()
 
 
-def _dataset_override(argv: Sequence[str]) -> list[str]:
+def checkpoint_dataset_override(argv: Sequence[str]) -> list[str]:
     """``dataset=<the checkpoint's option>`` when the command line names none: Hydra
     composes the dataset option before the checkpoint is read."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -297,7 +297,7 @@ def main() -> None:
                 raise
 
         try:
-            sys.argv[1:] = [*_dataset_override(sys.argv[1:]), *sys.argv[1:]]
+            sys.argv[1:] = [*checkpoint_dataset_override(sys.argv[1:]), *sys.argv[1:]]
             run()
         except Stopped as s:
             name = signal.Signals(s.signum).name

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from dcvq.checkpoint import FORMAT
 from dcvq.config import compose
-from dcvq.evaluate import _dataset_override, settings_from_training
+from dcvq.evaluate import checkpoint_dataset_override, settings_from_training
 
 
 def _evaluate_cfg(*overrides: str):
@@ -57,9 +57,10 @@ def test_the_dataset_option_comes_from_the_checkpoint(tmp_path):
     path = tmp_path / "ck.pt"
     config = OmegaConf.to_yaml(compose(["dataset=coco"]), resolve=False)
     torch.save({"format": FORMAT, "config": config}, path)
-    assert _dataset_override([f"checkpoint={path}", "eval.fid=false"]) == ["dataset=coco"]
-    assert _dataset_override([f"checkpoint={path}", "dataset=samples"]) == []
-    assert _dataset_override([f"checkpoint={tmp_path / 'none.pt'}"]) == []  # reported later
+    assert checkpoint_dataset_override([f"checkpoint={path}", "eval.fid=false"]) == ["dataset=coco"]
+    assert checkpoint_dataset_override([f"checkpoint={path}", "dataset=samples"]) == []
+    missing = tmp_path / "none.pt"
+    assert checkpoint_dataset_override([f"checkpoint={missing}"]) == []  # reported later
 
 
 def test_presets_say_whether_missing_weights_are_skipped():

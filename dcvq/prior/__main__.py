@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dcvq.checkpoint import read_checkpoint
 from dcvq.config import CONF_DIR, register, validate
-from dcvq.evaluate import _dataset_override, settings_from_training
+from dcvq.evaluate import checkpoint_dataset_override, settings_from_training
 from dcvq.prior.config import check_prior_config
 from dcvq.prior.stage import run_prior
 
@@ -65,7 +65,7 @@ def _run(cfg: DictConfig) -> None:
 def main() -> None:
     # Hydra composes the dataset option before the checkpoint is read: name the
     # checkpoint's option unless the command line chose one.
-    sys.argv[1:] = [*_dataset_override(sys.argv[1:]), *sys.argv[1:]]
+    sys.argv[1:] = [*checkpoint_dataset_override(sys.argv[1:]), *sys.argv[1:]]
     _run()
 
 
