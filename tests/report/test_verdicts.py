@@ -61,7 +61,10 @@ def test_paired_claims_on_constructed_rows(ablation):
 
     plain = transformer_beats_plain(sections)
     assert plain.outcome == CONTRADICTED and "ΔPSNR -1.0" in plain.evidence[0]
-    assert larger_global_half(sections).outcome == INCONCLUSIVE
+    half = larger_global_half(sections)  # (iii) and (v) against (iv), as the paper
+    assert half.outcome == INCONCLUSIVE and len(half.evidence) == 2
+    assert "T-192/S-64, 512 codes − Dual Codebook T-64/S-192" in half.evidence[0]
+    assert "T-128/S-128, 512 codes − Dual Codebook T-64/S-192" in half.evidence[1]
     bigger = larger_codebook(sections)
     assert bigger.outcome == SUPPORTED and len(bigger.evidence) == 2  # dual and vq doubled
     assert all("ΔL1" not in e for e in bigger.evidence)  # PSNR only
