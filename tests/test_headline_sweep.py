@@ -49,8 +49,10 @@ def test_headline_sweep_with_wandb_and_report(
     runs = [wandb_records.read_run(p) for p in wandb_records.find_runs(sweep)]
     assert len(runs) == len(jobs) and len({r.run_id for r in runs}) == len(jobs)
     assert {r.group for r in runs} == {str(sweep)}
-    assert {r.job_type for r in runs} == options
-    assert {r.name for r in runs} == {f"{q}-n{n}-samples" for q in options for n in (512, 1024)}
+    # a job type per configuration (its seeds would share it), a name per run
+    configs = {f"{q}-n{n}" for q in options for n in (512, 1024)}
+    assert {r.job_type for r in runs} == configs
+    assert {r.name for r in runs} == {f"{c}-samples-s0" for c in configs}
     for run in runs:
         steps = [row for row in run.history if "val/psnr" in row]
         assert steps and steps[-1]["_step"] == 1

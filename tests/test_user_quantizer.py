@@ -72,7 +72,7 @@ def test_a_user_quantizer_joins_the_glob_sweep(
 
     runs = [wandb_records.read_run(p) for p in wandb_records.find_runs(sweep)]
     assert {r.name for r in runs} == {"my_vq-n32-samples-s0", "vq-n32-samples-s0"}
-    assert {r.job_type for r in runs} == {"my_vq", "vq"}
+    assert {r.job_type for r in runs} == {"my_vq-n32", "vq-n32"}
 
     report = subprocess.run(
         [sys.executable, "-m", "dcvq.report", str(sweep)],
