@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,13 +25,25 @@ RESULT_NEUTRAL = (
 )
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config (plain dicts) as ``{dotted key: leaf value}``."""
     if not isinstance(node, dict):
         return {prefix: node}
     out: dict[str, Any] = {}
     for key, sub in node.items():
-        out |= _flat(sub, f"{prefix}.{key}" if prefix else str(key))
+        out |= flatten(sub, f"{prefix}.{key}" if prefix else str(key))
     return out
+
+
+def under(key: str, prefixes: Sequence[str]) -> bool:
+    """Whether the dotted ``key`` is one of ``prefixes`` or below one of them."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _changes(saved: dict[str, Any], cfg: DictConfig, wanted: Callable[[str], bool]) -> list[str]:
+    old, new = flatten(saved), flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(k for k in old.keys() | new.keys() if wanted(k) and old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
 
 
 def config_changes(saved_yaml: str, cfg: DictConfig, keys: Sequence[str]) -> list[str]:
@@ -40,14 +52,8 @@ def config_changes(saved_yaml: str, cfg: DictConfig, keys: Sequence[str]) -> lis
     config text a checkpoint stores."""
     if not saved_yaml:
         return []
-    old = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
-
-    def wanted(k: str) -> bool:
-        return any(k == p or k.startswith(p + ".") for p in keys)
-
-    changed = sorted(k for k in old.keys() | new.keys() if wanted(k) and old.get(k) != new.get(k))
-    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
+    saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
+    return _changes(saved, cfg, lambda k: under(k, keys))
 
 
 def result_changes(
@@ -55,12 +61,5 @@ def result_changes(
 ) -> list[str]:
     """``key: saved -> now`` for every leaf of two resolved configs that can change a
     run's results (all but :data:`RESULT_NEUTRAL` and ``also_neutral``)."""
-    old = _flat(saved)
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
     neutral = (*RESULT_NEUTRAL, *also_neutral)
-
-    def wanted(k: str) -> bool:
-        return not any(k == p or k.startswith(p + ".") for p in neutral)
-
-    changed = sorted(k for k in old.keys() | new.keys() if wanted(k) and old.get(k) != new.get(k))
-    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
+    return _changes(saved, cfg, lambda k: not under(k, neutral))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from dcvq.evaluation import Evaluator
 from dcvq.images import save_sample_grid
 from dcvq.metrics.fid import StreamingFID
-from dcvq.prior.tokens import Tokenizer
+from dcvq.prior.tokens import Tokenizer, capped_images
 
 
 def sample_grids(
@@ -78,17 +78,10 @@ def generation_fid(
     device = tokenizer.device
     fid = StreamingFID(evaluator.inception, device)
     n = 0
-    for batch in held_out:
-        real = batch.images if hasattr(batch, "images") else batch
-        if max_images is not None:
-            real = real[: max_images - n]
-        if len(real) == 0:
-            continue
+    for real in capped_images(held_out, max_images):
         grids = sample_grids(model, len(real), len(real), generator, temperature, top_k)
         fake = tokenizer.decode(grids)
         measured = evaluator.protocol.measure(real.to(device).float(), fake)
         fid.update(measured.real, measured.fake)
         n += len(real)
-        if max_images is not None and n >= max_images:
-            break
     return (fid.compute() if n >= 2 else None), n

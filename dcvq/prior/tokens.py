@@ -8,7 +8,7 @@ codebook is generated once and reused for every batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,21 @@ from dcvq.model import VQModel
 
 # Stored tokens: codebooks of up to 2^31 codes, half the memory of int64.
 TOKEN_DTYPE = torch.int32
+
+
+def capped_images(batches: Iterable[Any], max_images: int | None) -> Iterator[Tensor]:
+    """The image tensors of ``batches`` (``ImageBatch``es or tensors), at most
+    ``max_images`` in all; stops before the loader decodes a batch it would not use."""
+    n = 0
+    for batch in batches:
+        images = batch.images if hasattr(batch, "images") else batch
+        if max_images is not None:
+            images = images[: max_images - n]
+        if len(images):
+            n += len(images)
+            yield images
+        if max_images is not None and n >= max_images:
+            return
 
 
 @dataclass
@@ -77,20 +92,12 @@ class Tokenizer:
         token grids (int32, CPU), in the loader's order; at most ``max_images``."""
         from tqdm import tqdm
 
-        parts, n = [], 0
+        parts = []
         bar = tqdm(total=max_images, unit="img", desc="tokens", disable=not progress)
-        for batch in batches:
-            images = batch.images if hasattr(batch, "images") else batch
-            if max_images is not None:
-                images = images[: max_images - n]
-            if len(images) == 0:
-                continue
+        for images in capped_images(batches, max_images):
             _, indices = self.model.encode(images.to(self.device, non_blocking=True).float())
             parts.append(indices.to("cpu", TOKEN_DTYPE))
-            n += len(images)
             bar.update(len(images))
-            if max_images is not None and n >= max_images:
-                break
         bar.close()
         if not parts:
             raise RuntimeError(f"no image to encode with the tokenizer {self.path}")

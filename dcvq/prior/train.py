@@ -32,7 +32,7 @@ from dcvq.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler
 from dcvq.prior.model import grids_to_sequence
-from dcvq.trainer.distributed import DistEnv
+from dcvq.trainer.distributed import DistEnv, amp_dtype
 from dcvq.trainer.preemption import PreemptionGuard, code_signal, signal_code
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,6 @@ CHECKPOINT = Path("checkpoints") / "prior.pt"
 LN2 = math.log(2)
 # What a checkpoint must agree on with the run resuming it: the tokens it was trained on.
 TOKEN_KEYS = ("codebook_names", "codebook_sizes", "grid", "step")
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return torch.bfloat16 if precision == "bf16" else None
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dcvq.config.diff import RESULT_NEUTRAL
+from dcvq.config.diff import RESULT_NEUTRAL, flatten, under
 
 #: a run's codebooks in display order (global left, local right); others after these
 CODEBOOK_ORDER = ("global", "local", "codebook")
@@ -377,15 +377,6 @@ class Configuration:
         return {n.lower() for n in found if n}
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for key, sub in node.items():
-        out |= _flat(sub, f"{prefix}.{key}" if prefix else str(key))
-    return out
-
-
 def result_config(run: Run) -> dict[str, Any]:
     """The run's config as flat ``{dotted key: value}`` without ``seed`` and
     :data:`NEUTRAL_KEYS`: what must be equal for two runs to be seeds of one row. From
@@ -395,12 +386,8 @@ def result_config(run: Run) -> dict[str, Any]:
         tree = OmegaConf.to_container(run.config, resolve=False)
     elif (run.results or {}).get("config"):
         tree = run.results["config"]  # type: ignore[index]
-    flat = _flat(tree) if isinstance(tree, dict) else {}
-
-    def neutral(k: str) -> bool:
-        return k == "seed" or any(k == p or k.startswith(p + ".") for p in NEUTRAL_KEYS)
-
-    return {k: v for k, v in flat.items() if not neutral(k)}
+    flat = flatten(tree) if isinstance(tree, dict) else {}
+    return {k: v for k, v in flat.items() if not under(k, ("seed", *NEUTRAL_KEYS))}
 
 
 def _show(value: Any) -> str:

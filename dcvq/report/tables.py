@@ -466,6 +466,18 @@ def render_markdown(
 
 
 # ---- CSV -----------------------------------------------------------------------------
+def _row_fields(run: Run) -> dict[str, Any]:
+    """What names a run's row in the CSV files (field order is the writer's)."""
+    return {
+        "table": run.table or "",
+        "dataset": run.dataset,
+        "model": run.model,
+        "global": run.global_,
+        "local": run.local,
+        "codebook_size": run.codebook_size or "",
+    }
+
+
 def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> None:
     """report.csv: one row per run (finished or not), with the paper's numbers beside."""
     books = list(CODEBOOK_ORDER)
@@ -492,13 +504,7 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
         for run in runs:
             res = run.results or {}
             row = match(run, paper)
-            rec: dict[str, Any] = {
-                "table": run.table or "",
-                "dataset": run.dataset,
-                "model": run.model,
-                "global": run.global_,
-                "local": run.local,
-                "codebook_size": run.codebook_size or "",
+            rec: dict[str, Any] = _row_fields(run) | {
                 "status": "ok" if run.ok else "missing",
                 "protocol": res.get("protocol", ""),
                 "split": res.get("split", ""),
@@ -560,14 +566,8 @@ def write_summary(path: Path, sections: Sequence[Section]) -> None:
         for config, vals in zip(configs, values, strict=True):
             rep = config.representative
             res = rep.results or {}
-            rec: dict[str, Any] = {
-                "table": rep.table or "",
-                "dataset": rep.dataset,
+            rec: dict[str, Any] = _row_fields(rep) | {
                 "label": config.label,
-                "model": rep.model,
-                "global": rep.global_,
-                "local": rep.local,
-                "codebook_size": rep.codebook_size or "",
                 "quantizer": rep.quantizer,
                 "baseline": rep.baseline,
                 "n_seeds": len(config.finished),

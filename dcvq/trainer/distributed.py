@@ -77,3 +77,11 @@ def resolve_device(name: str, env: DistEnv, key: str = "trainer.device") -> torc
     if name == "cuda":
         return torch.device("cuda", env.local_rank)
     return device
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` setting on ``device`` (None: fp32, no
+    autocast); ``auto`` is bf16 on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -43,7 +43,7 @@ from dcvq.data.workers import SignalSafeLoader
 from dcvq.evaluation import Evaluator, write_per_image
 from dcvq.images import save_reconstruction_grid
 from dcvq.logger import RunLogger
-from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
+from dcvq.trainer.distributed import DistEnv, amp_dtype, init_distributed, resolve_device
 from dcvq.trainer.preemption import (
     EvaluationInterrupted,
     InterruptibleLoader,
@@ -61,12 +61,6 @@ MODEL_KEYS = ("model", "quantizer", "codebook", "loss")
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def learning_rate(t: DictConfig, world_size: int) -> float:
