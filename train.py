@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from dcvq.config import register
 from dcvq.prior.stage import prior_after_training
 from dcvq.trainer import train
+from dcvq.trainer.distributed import process_group
 
 register()
 
@@ -44,11 +45,13 @@ def summary(results: dict, run_dir: Path) -> str:
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     logger = instantiate(cfg.logger)
-    results = train(cfg, run_dir, logger=logger)
-    if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
-        section = prior_after_training(cfg, run_dir, logger)
-        if results:
-            results["prior"] = section
+    # under torchrun, one process group for training and the prior stage after it
+    with process_group(cfg.trainer.device, cfg.trainer.dist_timeout_min):
+        results = train(cfg, run_dir, logger=logger)
+        if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
+            section = prior_after_training(cfg, run_dir, logger)
+            if results:
+                results["prior"] = section
     if results:  # only rank 0 has results
         print(summary(results, run_dir), flush=True)
     # the job's return value (the sweep's objective)

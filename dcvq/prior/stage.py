@@ -26,7 +26,7 @@ from dcvq.prior.generation import generation_fid, write_samples
 from dcvq.prior.likelihood import bits_per_token, uniform_bits
 from dcvq.prior.tokens import Tokenizer
 from dcvq.prior.train import CHECKPOINT, PriorTrainer
-from dcvq.trainer.distributed import DistEnv, init_distributed, resolve_device
+from dcvq.trainer.distributed import DistEnv, process_group, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +86,11 @@ def run_prior(
     """
     check_prior_config(prior_cfg)
     p, run_dir = prior_cfg, Path(run_dir)
-    created_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    if isinstance(device, str):
-        env = init_distributed(resolve_device(device, DistEnv(), "device").type, p.dist_timeout_min)
-        device = resolve_device(device, env, "device")
-    else:
-        env = init_distributed(device.type, p.dist_timeout_min)
-    created_group = created_group and env.enabled
-    try:
+    with process_group(device, p.dist_timeout_min) as env:
+        if isinstance(device, str):
+            device = resolve_device(device, env, "device")
         return _run(p, checkpoint_path, run_dir, eval_cfg, device, env, dataset_cfg,
                     num_workers, progress)  # fmt: skip
-    finally:
-        if created_group and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
 
 def _run(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,6 +58,23 @@ def init_distributed(device_type: str, timeout_min: float = 120) -> DistEnv:
             backend=backend, init_method="env://", timeout=timedelta(minutes=timeout_min)
         )
     return env
+
+
+@contextmanager
+def process_group(device: str | torch.device, timeout_min: float = 120) -> Iterator[DistEnv]:
+    """Joins the process group for the block (as :func:`init_distributed`) and leaves it
+    at the end, unless it was joined already. Stages that follow each other (training,
+    then the prior) share one group: a second ``init_process_group`` on torchrun's store
+    can read the first group's stale addresses and fail ("Connection reset by peer")."""
+    created = not (dist.is_available() and dist.is_initialized())
+    if isinstance(device, str):
+        device = resolve_device(device, DistEnv(), "device")
+    env = init_distributed(device.type, timeout_min)
+    try:
+        yield env
+    finally:
+        if created and env.enabled and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def resolve_device(name: str, env: DistEnv, key: str = "trainer.device") -> torch.device:

@@ -124,7 +124,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.logger = logger or RunLogger()
-        # the backend (nccl/gloo) depends on the device type, the device on the local rank
+        # the backend (nccl/gloo) depends on the device type, the device on the local rank;
+        # a group joined by the caller (train.py, for the stages after training) stays
+        self.owns_group = not torch.distributed.is_initialized()
         self.dist: DistEnv = init_distributed(
             resolve_device(self.t.device, DistEnv()).type, self.t.dist_timeout_min
         )
@@ -439,7 +441,7 @@ class Trainer:
                 bar.close()
                 if self.dist.is_main:
                     self.logger.finish()
-                if self.dist.enabled and torch.distributed.is_initialized():
+                if self.owns_group and self.dist.enabled and torch.distributed.is_initialized():
                     torch.distributed.destroy_process_group()
 
     def final_eval(self, val, grid_batch: torch.Tensor, guard: PreemptionGuard) -> dict[str, Any]:
@@ -457,6 +459,8 @@ class Trainer:
             results["step"] = self.step
             results["config"] = OmegaConf.to_container(self.cfg, resolve=True)
             write_text_atomic(self.run_dir / "eval.json", json.dumps(results, indent=1))
+        if self.dist.enabled:  # every rank returns with the run finished on disk
+            torch.distributed.barrier()
         if guard.requested:
             log.warning(
                 "%s received as the final evaluation ended: the run is complete, ending normally",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from dcvq.checkpoint import read_checkpoint
 from dcvq.prior import run_prior
 from dcvq.prior.train import CHECKPOINT
 
+REPO = Path(__file__).resolve().parents[2]
 COMMON = ["eval.fid=false", "prior.max_steps=3", "prior.grid_images=0", "prior.ckpt_every=100"]
 
 
@@ -39,3 +41,27 @@ def test_two_ranks_match_one_process_with_double_batch(
     assert worst < 1e-5, worst
     ddp = json.loads((run_dir / "prior.json").read_text())
     assert abs(ddp["bits_per_token"] - single["bits_per_token"]) < 1e-4
+
+
+@pytest.mark.slow
+def test_train_py_under_torchrun_runs_the_prior_stage_with_loader_workers(tiny_overrides, tmp_path):
+    """`torchrun ... train.py prior=tiny`: training and the prior stage after it share one
+    process group (joining a second one failed now and then); loader workers as by default."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", *tiny_overrides, "loss.disc_start=1000", "trainer.max_steps=2",
+         "trainer.num_workers=2", "eval.max_images=8", "prior=tiny", "prior.max_steps=2",
+         "prior.grid_images=2", "prior.max_train_images=16", "prior.max_eval_images=8",
+         f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "world 2" in (run_dir / "train.log").read_text()
+    section = json.loads((run_dir / "eval.json").read_text())["prior"]
+    written = json.loads((run_dir / "prior" / "prior.json").read_text())
+    assert section["steps"] == written["steps"] == 2
+    assert section["bits_per_token"] == written["bits_per_token"] > 0
+    assert read_checkpoint(run_dir / "prior" / CHECKPOINT)["step"] == 2
+    assert (run_dir / "prior" / "samples.png").is_file()
