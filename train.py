@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     logger = instantiate(cfg.logger)
     # under torchrun, one process group for training and the prior stage after it
-    with process_group(cfg.trainer.device, cfg.trainer.dist_timeout_min):
+    with process_group(cfg.trainer.device, cfg.trainer.dist_timeout_min, "trainer.device"):
         results = train(cfg, run_dir, logger=logger)
         if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
             section = prior_after_training(cfg, run_dir, logger)

@@ -61,14 +61,17 @@ def init_distributed(device_type: str, timeout_min: float = 120) -> DistEnv:
 
 
 @contextmanager
-def process_group(device: str | torch.device, timeout_min: float = 120) -> Iterator[DistEnv]:
+def process_group(
+    device: str | torch.device, timeout_min: float = 120, key: str = "device"
+) -> Iterator[DistEnv]:
     """Joins the process group for the block (as :func:`init_distributed`) and leaves it
-    at the end, unless it was joined already. Stages that follow each other (training,
-    then the prior) share one group: a second ``init_process_group`` on torchrun's store
-    can read the first group's stale addresses and fail ("Connection reset by peer")."""
+    at the end, unless it was joined already; ``key`` names the device in errors. Stages
+    that follow each other (training, then the prior) share one group: a second
+    ``init_process_group`` on torchrun's store can read the first group's stale
+    addresses and fail ("Connection reset by peer")."""
     created = not (dist.is_available() and dist.is_initialized())
     if isinstance(device, str):
-        device = resolve_device(device, DistEnv(), "device")
+        device = resolve_device(device, DistEnv(), key)
     env = init_distributed(device.type, timeout_min)
     try:
         yield env
