@@ -67,3 +67,15 @@ def test_prior_after_training_fills_eval_json_and_wandb(
     log = again.stdout + again.stderr
     assert "nothing to train" in log and "has this prior's results already" in log
     assert json.loads((run_dir / "eval.json").read_text()) == results
+
+
+def test_a_bad_device_is_named_by_its_config_key(tiny_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(CONF_DIR.parent / "train.py"), *tiny_overrides,
+         "trainer.device=gpu0", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "trainer.device='gpu0': use auto, cpu, cuda" in proc.stderr
+    assert not (run_dir / "checkpoints").exists()
