@@ -20,7 +20,8 @@ register()
 def summary(results: dict, run_dir: Path) -> str:
     """What the run gave and where it went: the last lines a user reads."""
     usage = ", ".join(
-        f"{name} {cb['usage']:.1f} %" for name, cb in results.get("codebooks", {}).items()
+        f"{name} {cb['usage']:.1f} % ({cb['distinct']} distinct of {cb['size']})"
+        for name, cb in results.get("codebooks", {}).items()
     )
     grids = sorted((run_dir / "samples").glob("step_*.png"))
     lines = [

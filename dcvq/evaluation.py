@@ -29,7 +29,7 @@ from dcvq.metrics.fid import StreamingFID, load_inception, resolve_inception_wei
 from dcvq.metrics.image import to_uint8
 from dcvq.metrics.lpips import LPIPS
 from dcvq.metrics.protocols import PER_IMAGE, get_protocol
-from dcvq.metrics.usage import CodebookUsage
+from dcvq.metrics.usage import CodebookUsage, code_vectors
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,9 @@ class Evaluator:
 
         Returns ``fid``, ``psnr``, ``l1``, ``l2``, ``ssim``, ``lpips`` (``None`` when off
         or when there are no images), ``codebooks`` ({name: size, used, usage (percent),
-        dead, perplexity, counts}), ``pairs`` (two codebooks only), ``protocol``,
-        ``note``, ``split``, ``n_images``, ``skipped`` (names of undecodable files),
+        dead, perplexity, counts, distinct, distinct_usage (percent)}), ``pairs`` (two
+        codebooks only), ``protocol``, ``note``, ``split``, ``n_images``, ``skipped`` (names
+        of undecodable files),
         ``versions``, ``weights`` ({"inception"/"vgg16": {path, official}}) and
         ``not_measured`` ({metric: why} for metrics skipped for want of weights). With
         ``per_image``, also ``per_image``: {"name": [...], metric: [...]} in the loader's
@@ -209,6 +210,7 @@ class Evaluator:
                         bar.update(len(x))
                     if max_images is not None and n_images >= max_images:
                         break  # before the loader decodes another batch
+                vectors = code_vectors(quantizer)  # in eval mode, as the lookup used them
         finally:
             model.train(was_training)
             if bar is not None:
@@ -234,7 +236,7 @@ class Evaluator:
             "l2": mean("l2"),
             "ssim": mean("ssim"),
             "lpips": mean("lpips") if lpips_net is not None else None,
-            **usage.result(),
+            **usage.result(vectors),
             "protocol": proto.name,
             "note": proto.note,
             "split": split,

@@ -22,9 +22,9 @@ def test_a_run_ends_by_saying_what_it_gave_and_where(tiny_overrides, tmp_path):
     last = proc.stdout.strip().splitlines()[-5:]
     assert f"PSNR {results['psnr']:.2f} dB" in last[0] and "at step 4" in last[0]
     usage = results["codebooks"]
-    assert last[1] == (
-        f"codebook usage: global {usage['global']['usage']:.1f} %, "
-        f"local {usage['local']['usage']:.1f} %"
+    assert last[1] == "codebook usage: " + ", ".join(
+        f"{k} {usage[k]['usage']:.1f} % ({usage[k]['distinct']} distinct of {usage[k]['size']})"
+        for k in ("global", "local")
     )
     assert last[2] == f"run directory: {run_dir}"
     assert last[4].endswith(str(run_dir / "samples" / "step_0000004.png"))

@@ -5,6 +5,12 @@ the batch size). Per codebook: ``usage`` = percentage of codes used at least onc
 ``dead`` = codes never used, ``perplexity`` = ``exp(-sum p log p)`` of the code
 frequencies, and the full count vector. For two codebooks (the dual quantizer, global
 first) the joint use of ``(global, local)`` pairs is reported too.
+
+Usage alone cannot see a collapsed codebook: when all code vectors are (nearly) one
+vector, ties are broken by rounding and many indices get used. Given the code vectors
+(:func:`code_vectors`), ``distinct`` counts the used codes that are not within
+``DUPLICATE_TOL`` of the codebook's RMS code norm of an earlier used code, and
+``distinct_usage`` is that count in percent of the codebook's size.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+#: two codes closer than this fraction of their codebook's RMS code norm are one code
+DUPLICATE_TOL = 1e-2
 
 
 def perplexity(counts: Tensor) -> float:
@@ -24,6 +33,43 @@ def perplexity(counts: Tensor) -> float:
         return 0.0
     p = counts[counts > 0].double() / total.double()
     return math.exp(float(-(p * p.log()).sum()))
+
+
+def distinct_codes(vectors: Tensor, used: Tensor, tol: float = DUPLICATE_TOL) -> int:
+    """Used codes (``N x D`` ``vectors``, bool mask ``used``) that are not within ``tol``
+    times the RMS code norm of an earlier used code."""
+    v = vectors[used].double()
+    if len(v) == 0:
+        return 0
+    radius = tol * float(v.pow(2).sum(1).mean().sqrt())
+    duplicate = torch.zeros(len(v), dtype=torch.bool)
+    for start in range(0, len(v), 1024):  # N x N distances in blocks: N may be 16384
+        d = torch.cdist(v[start : start + 1024], v)
+        rows = torch.arange(start, start + len(d))
+        earlier = torch.arange(len(v)) < rows[:, None]
+        duplicate[rows] = ((d <= radius) & earlier).any(1)
+    return int((~duplicate).sum())
+
+
+@torch.no_grad()
+def code_vectors(quantizer: nn.Module) -> list[Tensor]:
+    """Each codebook's code vectors as the quantizer decodes them (``N x dim``, on CPU).
+
+    Through the one ``decode_indices`` interface: code ``i`` of codebook ``k`` is the
+    latent decoded from index ``i`` there and index 0 in the others, keeping the channels
+    that differ between codes (the dual quantizer's global codes come out of its
+    transformer, as in the lookup).
+    """
+    device = next(quantizer.parameters()).device
+    out = []
+    for k, n in enumerate(quantizer.codebook_sizes):
+        idx = torch.zeros(n, len(quantizer.codebook_sizes), 1, 1, dtype=torch.long, device=device)
+        idx[:, k, 0, 0] = torch.arange(n, device=device)
+        v = quantizer.decode_indices(idx).float().reshape(n, -1).cpu()
+        # only this codebook's channels: the others hold one code's constant values
+        own = (v != v[:1]).any(0)
+        out.append(v[:, own] if own.any() else v)
+    return out
 
 
 class PairCounter:
@@ -87,10 +133,14 @@ class CodebookUsage:
         if self.pairs is not None:
             self.pairs.update(indices[:, 0], indices[:, 1])
 
-    def result(self) -> dict[str, Any]:
-        """``{"codebooks": {name: stats}}`` plus ``"pairs"`` for two codebooks."""
+    def result(self, vectors: Sequence[Tensor] | None = None) -> dict[str, Any]:
+        """``{"codebooks": {name: stats}}`` plus ``"pairs"`` for two codebooks; with each
+        codebook's code ``vectors`` (:func:`code_vectors`) also ``distinct`` and
+        ``distinct_usage``."""
         books = {}
-        for name, n, counts in zip(self.names, self.sizes, self.counts, strict=True):
+        for k, (name, n, counts) in enumerate(
+            zip(self.names, self.sizes, self.counts, strict=True)
+        ):
             used = int((counts > 0).sum())
             books[name] = {
                 "size": n,
@@ -100,6 +150,9 @@ class CodebookUsage:
                 "perplexity": perplexity(counts),
                 "counts": counts.tolist(),
             }
+            if vectors is not None:
+                distinct = distinct_codes(vectors[k], counts > 0)
+                books[name] |= {"distinct": distinct, "distinct_usage": 100.0 * distinct / n}
         out: dict[str, Any] = {"codebooks": books}
         if self.pairs is not None:
             unique, ppl = self.pairs.result()

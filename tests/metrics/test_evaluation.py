@@ -101,6 +101,8 @@ def test_clean_returns_every_key_json_ready(model, val_images):
         assert cb["used"] + cb["dead"] == 64
         assert cb["usage"] == pytest.approx(100 * cb["used"] / 64)
         assert 1 <= cb["perplexity"] <= cb["used"]
+        assert 1 <= cb["distinct"] <= cb["used"]
+        assert cb["distinct_usage"] == pytest.approx(100 * cb["distinct"] / 64)
     assert r["pairs"]["possible"] == 64 * 64
     assert 1 <= r["pairs"]["unique"] <= tokens
 

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from dcvq.metrics.usage import CodebookUsage, PairCounter, perplexity
+from dcvq.metrics.usage import (
+    CodebookUsage,
+    PairCounter,
+    code_vectors,
+    distinct_codes,
+    perplexity,
+)
+from dcvq.quantizers.dual import DualCodebookQuantizer
+from dcvq.quantizers.vq import VectorQuantizer
 
 
 def test_perplexity_of_known_distributions():
@@ -66,3 +74,52 @@ def test_pair_counter_merges_across_many_batches():
 def test_wrong_index_shape_is_an_error():
     with pytest.raises(ValueError, match="B x 2 x h x w"):
         CodebookUsage(["global", "local"], [4, 4]).update(torch.zeros(1, 1, 2, 2, dtype=torch.long))
+
+
+def test_distinct_codes_merges_near_duplicates_and_ignores_unused():
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.randn(16, 8, generator=gen)
+    used = torch.ones(16, dtype=torch.bool)
+    assert distinct_codes(spread, used) == 16
+    # a collapsed codebook: one vector plus rounding-sized differences
+    collapsed = spread[:1] + 1e-5 * torch.randn(16, 8, generator=gen)
+    assert distinct_codes(collapsed, used) == 1
+    # codes 0-3 repeated four times, slightly apart: four distinct codes
+    four = spread[:4].repeat(4, 1) + 1e-4 * torch.randn(16, 8, generator=gen)
+    assert distinct_codes(four, used) == 4
+    # only used codes count: codes 0 and 4 are the same, 1 and 2 are unused
+    mask = torch.tensor([True, False, False, True, True] + [False] * 11)
+    assert distinct_codes(four, mask) == 2
+    assert distinct_codes(spread, torch.zeros(16, dtype=torch.bool)) == 0
+
+
+def test_distinct_codes_counts_blocks_of_a_large_codebook():
+    """More codes than one block of the distance computation."""
+    codes = torch.randn(1500, 4, generator=torch.Generator().manual_seed(1))
+    doubled = torch.cat([codes, codes + 1e-6])
+    assert distinct_codes(doubled, torch.ones(3000, dtype=torch.bool)) == 1500
+
+
+@pytest.mark.parametrize("transformer", [True, False])
+def test_code_vectors_of_the_dual_quantizer_are_its_lookup_tables(transformer):
+    q = DualCodebookQuantizer(
+        codebook_size=8, global_dim=16, local_dim=8, global_transformer=transformer
+    )
+    q.eval()
+    g, l = code_vectors(q)
+    with torch.no_grad():
+        assert torch.equal(g, q.global_codebook().float())
+        assert torch.equal(l, q.local_codebook().float())
+
+
+def test_code_vectors_of_a_collapsed_codebook_are_one_distinct_code():
+    q = VectorQuantizer(codebook_size=10, dim=6)
+    with torch.no_grad():
+        q.codebook.embedding.weight.copy_(torch.arange(6.0).expand(10, 6))
+    (v,) = code_vectors(q)
+    assert v.shape == (10, 6)
+    assert distinct_codes(v, torch.ones(10, dtype=torch.bool)) == 1
+    r = CodebookUsage(["codebook"], [10])
+    r.update(torch.arange(10).view(1, 1, 2, 5))
+    cb = r.result([v])["codebooks"]["codebook"]
+    assert cb["usage"] == 100.0 and cb["distinct"] == 1 and cb["distinct_usage"] == 10.0
