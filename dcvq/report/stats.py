@@ -80,7 +80,8 @@ def estimate(values: Sequence[Any]) -> Estimate:
 
 def seed_values(config: Configuration) -> dict[str, list[float]]:
     """Per metric, the value of each finished seed: :data:`SEED_METRICS` that some seed
-    measured, ``usage_<codebook>`` (percent of codes used) per codebook, then the token
+    measured, ``usage_<codebook>`` (percent of codes used) and, where measured,
+    ``distinct_<codebook>`` (percent of codes used and distinct) per codebook, then the token
     prior's ``prior_bits_per_token`` (and per codebook, and ``prior_fid``) where measured."""
     runs = config.finished
     out: dict[str, list[float]] = {}
@@ -92,6 +93,10 @@ def seed_values(config: Configuration) -> dict[str, list[float]]:
     books += [n for r in runs for n in r.codebooks if n not in books]
     for name in dict.fromkeys(books):
         out[f"usage_{name}"] = finite([r.codebooks.get(name, {}).get("usage") for r in runs])
+        # distinct code vectors among the used ones (eval.json from before had none)
+        distinct = finite([r.codebooks.get(name, {}).get("distinct_usage") for r in runs])
+        if distinct:
+            out[f"distinct_{name}"] = distinct
     # the token prior trained after the tokenizer (train.py prior=...): eval.json's section
     priors = [(r.results or {}).get("prior") or {} for r in runs]
     keys = ["bits_per_token", *(k for p in priors for k in p if k.startswith("bits_per_token_"))]

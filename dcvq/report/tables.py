@@ -234,7 +234,12 @@ def mean_ci(est: Estimate | None, digits: int) -> str:
 def _codebook_cells(config: Configuration) -> tuple[str, str]:
     est = seed_estimates(config)
     books = [n for n in est if n.startswith("usage_")]
-    usage = " / ".join(mean_ci(est[n], 1) for n in books) or "—"
+    cells = []
+    for n in books:
+        distinct = est.get("distinct_" + n[len("usage_") :])
+        shown = distinct is not None and distinct.values != est[n].values  # duplicates
+        cells.append(mean_ci(est[n], 1) + (f" ({mean_ci(distinct, 1)} distinct)" if shown else ""))
+    usage = " / ".join(cells) or "—"
     ppl = []
     for n in books:
         book = n[len("usage_") :]
@@ -449,6 +454,13 @@ def render_markdown(
         out.append("")
         if any(len(c.finished) > 1 for c in section.configs):
             out += ["a ± b: mean over the row's seeds ± half-width of its 95% t-interval.", ""]
+        if any(" distinct)" in cell for ln in section.lines for cell in _line_cells(ln, roman)):
+            out += [
+                "Usage % (x distinct): percent of codes used, and of codes used that are"
+                " distinct vectors (a collapsed codebook is one vector many times over:"
+                " `dcvq/metrics/usage.py`).",
+                "",
+            ]
         for fig in figures.get(section.slug, []):
             out += [f"![{fig.stem}](figures/{fig.name})", ""]
         if comparisons is not None:
@@ -495,7 +507,7 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
         *EXTRA_METRICS,
     ]
     for n in books:
-        fields += [f"usage_{n}", f"dead_{n}", f"perplexity_{n}"]
+        fields += [f"usage_{n}", f"distinct_{n}", f"dead_{n}", f"perplexity_{n}"]
     fields += [f"paper_{m}" for m in METRICS]
     fields += ["protocol", "split", "n_images", "step", "run"]
     with open(path, "w", newline="") as f:
@@ -517,6 +529,7 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
             for n, cb in run.codebooks.items():
                 rec |= {
                     f"usage_{n}": cb.get("usage"),
+                    f"distinct_{n}": cb.get("distinct_usage", ""),
                     f"dead_{n}": cb.get("dead"),
                     f"perplexity_{n}": cb.get("perplexity"),
                 }
@@ -538,7 +551,7 @@ def write_summary(path: Path, sections: Sequence[Section]) -> None:
     measured = ["psnr", "l1", "l2", "ssim"]
     measured += [m for m in ("lpips", "fid") if any(m in v for v in values)]
     books = [f"usage_{n}" for n in CODEBOOK_ORDER]
-    books += [k for v in values for k in v if k.startswith("usage_") and k not in books]
+    books += [k for v in values for k in v if k.startswith(("usage_", "distinct_"))]
     prior = list(dict.fromkeys(k for v in values for k in v if k.startswith("prior_")))
     metrics = measured + list(dict.fromkeys(books)) + ["psnr_gain_last_fifth"] + prior
     fields = [

@@ -213,11 +213,13 @@ def larger_codebook(sections: Sequence[Sequence[Configuration]]) -> Verdict:
 
 def usage(sections: Sequence[Sequence[Configuration]]) -> Verdict:
     """Every dual row's global and local usage (mean over seeds): all >= 95% supported,
-    any < 80% contradicted, else inconclusive."""
+    any < 80% contradicted, else inconclusive. Where eval.json counts distinct codes, the
+    distinct ones: a collapsed codebook (one vector many times) is not near 100% used."""
     claim = "Codebook usage is near 100% in both codebooks of every Dual Codebook row"
     rule = (
-        f"mean usage over seeds of each codebook of every dual row: all ≥ {USAGE_SUPPORTED:g}%"
-        f" supported, any < {USAGE_CONTRADICTED:g}% contradicted, else inconclusive"
+        f"mean usage over seeds of each codebook of every dual row (codes used and distinct,"
+        f" where measured): all ≥ {USAGE_SUPPORTED:g}% supported, any < {USAGE_CONTRADICTED:g}%"
+        " contradicted, else inconclusive"
     )
     evidence, lows = [], []
     for section in sections:
@@ -227,12 +229,13 @@ def usage(sections: Sequence[Sequence[Configuration]]) -> Verdict:
             values = seed_values(c)
             parts = []
             for book in ("global", "local"):
-                est = estimate(values.get(f"usage_{book}", []))
+                key = f"distinct_{book}" if f"distinct_{book}" in values else f"usage_{book}"
+                est = estimate(values.get(key, []))
                 lows.append(est.mean if est.mean is not None else float("nan"))
                 shown = "—" if est.mean is None else f"{est.mean:.1f}%"
                 if est.ci95 is not None:
                     shown += f" ± {est.ci95:.1f}"
-                parts.append(f"{book} {shown}")
+                parts.append(f"{book} {shown}" + (" distinct" if key.startswith("d") else ""))
             n = len(c.finished)
             evidence.append(
                 f"{_where(c)}: {c.label}: {', '.join(parts)} ({n} seed{'s' * (n != 1)})"

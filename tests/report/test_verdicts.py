@@ -3,6 +3,8 @@ or not measured, on fake rows built to be each."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dcvq.report import collect, group_runs
@@ -103,6 +105,28 @@ def test_usage_thresholds(tmp_path, make_run, usages, outcome):
     verdict = usage(section(tmp_path))
     assert verdict.outcome == outcome and len(verdict.evidence) == 2
     assert "≥ 95%" in verdict.rule and "< 80%" in verdict.rule
+
+
+def test_a_collapsed_codebook_contradicts_the_usage_claim(tmp_path, make_run):
+    """100% of the global codes used, but they are one vector: judged on distinct codes."""
+    for option in ("t128_s128", "s128_s128"):
+        make_run(tmp_path, option, option, usage=(100.0, 99.0))
+    path = tmp_path / "t128_s128" / "eval.json"
+    result = json.loads(path.read_text())
+    for name, distinct in (("global", 1), ("local", 507)):
+        result["codebooks"][name] |= {"distinct": distinct, "distinct_usage": distinct / 5.12}
+    path.write_text(json.dumps(result))
+    verdict = usage(section(tmp_path))
+    assert verdict.outcome == CONTRADICTED and "distinct" in verdict.rule
+    evidence = next(e for e in verdict.evidence if "T-128" in e or "t128" in e)
+    assert "global 0.2% distinct" in evidence and "local 99.0% distinct" in evidence
+    # without distinct counts (eval.json of an older run) the same usage supports it
+    del (
+        result["codebooks"]["global"]["distinct_usage"],
+        result["codebooks"]["local"]["distinct_usage"],
+    )
+    path.write_text(json.dumps(result))
+    assert usage(section(tmp_path)).outcome == SUPPORTED
 
 
 def test_a_gap_retraining_can_undo_is_inconclusive(tmp_path, make_run, fakes):
