@@ -404,6 +404,12 @@ class Trainer:
             f.write(json.dumps(summary) + "\n")
         flat = {f"val/{k}": v for k, v in summary.items() if isinstance(v, float)}
         for name, cb in summary["codebooks"].items():
+            if cb.get("distinct", cb["used"]) < cb["used"] / 2:
+                log.warning(
+                    "step %d: codebook %r has collapsed: its %d used codes are %d distinct "
+                    "vectors (usage counts indices, not vectors)",
+                    self.step, name, cb["used"], cb["distinct"],
+                )  # fmt: skip
             flat |= {f"val/{name}/{k}": float(v) for k, v in cb.items() if k != "size"}
         self.logger.log_metrics(flat, self.step)
         self.logger.log_usage(

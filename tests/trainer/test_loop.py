@@ -181,3 +181,21 @@ def test_constant_schedule_is_taming_s(tiny_cfg, tmp_path):
     Trainer(tiny_cfg(), tmp_path).fit()
     lines = (tmp_path / "train.jsonl").read_text().splitlines()
     assert {json.loads(line)["lr"] for line in lines} == {1e-3}
+
+
+def test_a_collapsed_codebook_is_reported_not_only_its_usage(tiny_cfg, tmp_path, caplog):
+    """Every code one vector (plus rounding noise): usage looks healthy, distinct says 1,
+    and the run's log says the codebook collapsed."""
+    trainer = Trainer(tiny_cfg("quantizer=vq", "trainer.max_steps=1", "trainer.lr=0"), tmp_path)
+    table = trainer.model.quantizer.codebook.embedding.weight
+    with torch.no_grad():
+        table.copy_(table[:1] + 1e-6 * torch.randn_like(table))
+    with caplog.at_level("WARNING", logger="dcvq.trainer.loop"):
+        results = trainer.fit()
+    cb = results["codebooks"]["codebook"]
+    assert cb["used"] > 2 and cb["distinct"] == 1
+    assert f"codebook 'codebook' has collapsed: its {cb['used']} used codes are 1 distinct" in (
+        caplog.text
+    )
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["codebooks"]["codebook"]["distinct"] == 1
