@@ -79,7 +79,7 @@ def test_relaunched_sweep_skips_finished_resumes_killed(tiny_overrides, tmp_path
     sweep = tmp_path / "sweep"
     cmd = [
         sys.executable, "train.py", "-m", *tiny_overrides, "quantizer=vq,s128_s128",
-        "trainer.max_steps=300", "trainer.ckpt_every=5", "trainer.eval_every=1000",
+        "trainer.max_steps=100", "trainer.ckpt_every=5", "trainer.eval_every=1000",
         "trainer.log_every=5", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
@@ -111,8 +111,8 @@ def test_relaunched_sweep_skips_finished_resumes_killed(tiny_overrides, tmp_path
     assert "nothing to train" in log and "resumed from" in log, log[-3000:]
     assert snapshot(done) == before  # the finished job: nothing rewritten
     results = json.loads((killed / "eval.json").read_text())
-    assert results["step"] == 300
+    assert results["step"] == 100
     steps = [json.loads(line)["step"] for line in (killed / "train.jsonl").read_text().splitlines()]
     assert steps.count(1) == 1, "restarted instead of resumed"
-    assert steps[-1] == 300
+    assert steps[-1] == 100
     assert sorted(p.name for p in sweep.glob("*") if p.is_dir()) == [done.name, killed.name]
