@@ -147,11 +147,11 @@ class Evaluator:
         or when there are no images), ``codebooks`` ({name: size, used, usage (percent),
         dead, perplexity, counts, distinct, distinct_usage (percent)}), ``pairs`` (two
         codebooks only), ``protocol``, ``note``, ``split``, ``n_images``, ``skipped`` (names
-        of undecodable files),
-        ``versions``, ``weights`` ({"inception"/"vgg16": {path, official}}) and
-        ``not_measured`` ({metric: why} for metrics skipped for want of weights). With
-        ``per_image``, also ``per_image``: {"name": [...], metric: [...]} in the loader's
-        order (write it with :func:`write_per_image`; it does not belong in eval.json).
+        of undecodable files), ``versions``, ``weights`` ({"inception"/"vgg16": {path,
+        official}}) and ``not_measured`` ({metric: why} for metrics skipped for want of
+        weights). With ``per_image``, also ``per_image``: {"name": [...], metric: [...]} in
+        the loader's order (write it with :func:`write_per_image`; it does not belong in
+        eval.json).
         """
         device, proto, lpips_net = self.device, self.protocol, self.lpips
         fid_acc = StreamingFID(self.inception, device) if self.inception is not None else None
