@@ -450,11 +450,12 @@ def render_markdown(
         out += [f"## {section.title}", "", _protocol_text(section), ""]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
-        out += ["| " + " | ".join(_line_cells(ln, roman, prior)) + " |" for ln in section.lines]
+        rows = [_line_cells(ln, roman, prior) for ln in section.lines]
+        out += ["| " + " | ".join(cells) + " |" for cells in rows]
         out.append("")
         if any(len(c.finished) > 1 for c in section.configs):
             out += ["a ± b: mean over the row's seeds ± half-width of its 95% t-interval.", ""]
-        if any(" distinct)" in cell for ln in section.lines for cell in _line_cells(ln, roman)):
+        if any(" distinct)" in cell for cells in rows for cell in cells):
             out += [
                 "Usage % (x distinct): percent of codes used, and of codes used that are"
                 " distinct vectors (a collapsed codebook is one vector many times over:"

@@ -229,13 +229,13 @@ def usage(sections: Sequence[Sequence[Configuration]]) -> Verdict:
             values = seed_values(c)
             parts = []
             for book in ("global", "local"):
-                key = f"distinct_{book}" if f"distinct_{book}" in values else f"usage_{book}"
-                est = estimate(values.get(key, []))
+                distinct = f"distinct_{book}" in values
+                est = estimate(values.get(f"{'distinct' if distinct else 'usage'}_{book}", []))
                 lows.append(est.mean if est.mean is not None else float("nan"))
                 shown = "—" if est.mean is None else f"{est.mean:.1f}%"
                 if est.ci95 is not None:
                     shown += f" ± {est.ci95:.1f}"
-                parts.append(f"{book} {shown}" + (" distinct" if key.startswith("d") else ""))
+                parts.append(f"{book} {shown}" + (" distinct" if distinct else ""))
             n = len(c.finished)
             evidence.append(
                 f"{_where(c)}: {c.label}: {', '.join(parts)} ({n} seed{'s' * (n != 1)})"
