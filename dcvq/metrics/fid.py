@@ -15,6 +15,8 @@ first loaded with ``weights_only=True`` and refused unless it is a plain state d
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +179,19 @@ def frechet_distance(stats_1: FeatureStats, stats_2: FeatureStats) -> float:
     return float(diff.dot(diff) + tr1 + tr2 - 2 * tr_covmean)
 
 
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """TF32 off for convolutions and matrix products (restored after). PyTorch lets cuDNN
+    use TF32 by default, which moved pool3 features by up to 0.11 against the CPU on an
+    H200: FID must be the same function of the images on every device."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+
+
 class StreamingFID:
     """rFID between the split's images and their reconstructions, fed batch by batch."""
 
@@ -191,7 +206,9 @@ class StreamingFID:
         """``uint8 B x 3 x H x W`` -> ``B x 2048`` pool3 features (float32)."""
         if images.dtype != torch.uint8:
             raise TypeError("Inception features need uint8 images")
-        parts = [self.net(chunk.to(self.device))[0] for chunk in images.split(CHUNK) if len(chunk)]
+        with strict_fp32(), torch.autocast(self.device.type, enabled=False):
+            chunks = [c for c in images.split(CHUNK) if len(c)]
+            parts = [self.net(chunk.to(self.device))[0] for chunk in chunks]
         return torch.cat(parts) if parts else images.new_zeros(0, 2048, dtype=torch.float32)
 
     def update(self, real: Tensor, fake: Tensor) -> None:

@@ -14,6 +14,7 @@ from dcvq.metrics.fid import (
     frechet_distance,
     load_inception,
     resolve_inception_weights,
+    strict_fp32,
 )
 
 N = 4  # images per set: enough for a non-degenerate FID; Inception runs at 299x299
@@ -182,6 +183,29 @@ def test_non_state_dict_is_refused(tmp_path):
     torch.save({"fc.weight": 1.0}, path)
     with pytest.raises(RuntimeError, match="not a state dict"):
         resolve_inception_weights(path)
+
+
+def test_features_run_without_tf32_and_restore_the_settings():
+    """cuDNN's default TF32 moved pool3 features by 0.11 on an H200: the extractor runs
+    with TF32 off, and the caller's settings come back afterwards, errors included."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return [x.float().flatten(1)[:, :4]]
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        StreamingFID(Probe()).features(torch.zeros(3, 3, 2, 2, dtype=torch.uint8))
+        assert seen == [(False, False)]
+        with pytest.raises(RuntimeError), strict_fp32():
+            raise RuntimeError
+        assert torch.backends.cudnn.allow_tf32 == before[0]
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
