@@ -184,7 +184,9 @@ class TrainerSchema:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (one process only)
     # how long a rank waits in a collective: the others wait while rank 0 evaluates
     dist_timeout_min: float = 120
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16. fp32 means no autocast;
+    # cuDNN's TF32 convolutions stay at PyTorch's default (on)
+    precision: str = "auto"
     # torch.compile, in place (checkpoint keys unchanged): none | codebook (the global
     # codebook's transformer, a fixed ~100 small kernels a step) | model (the autoencoder)
     compile: str = "none"
