@@ -91,15 +91,21 @@ def _sbatch_flags(script: str) -> dict[str, str | bool]:
 
 
 def test_slurm_a100_submits_the_promised_sbatch_script(tmp_path, no_slurm_env):
-    """The real `train.py -m` path up to sbatch; a stand-in sbatch records the script."""
+    """The real `train.py -m` path up to sbatch; a stand-in sbatch records the script.
+
+    Needs no Slurm: submitit's SlurmExecutor refuses to start unless `srun` is on PATH
+    (shutil.which), so a stand-in srun goes next to the stand-in sbatch. Without it the
+    test passed only where the local cluster's fixture had already installed Slurm.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "sbatch"
-    fake.write_text(
-        '#!/bin/sh\ncp "$1" "$FAKE_SBATCH_OUT"\necho "stand-in sbatch: not submitting" >&2\n'
-        "exit 1\n"
-    )
-    fake.chmod(0o755)
+    stand_ins = {
+        "sbatch": 'cp "$1" "$FAKE_SBATCH_OUT"\necho "stand-in sbatch: not submitting" >&2\n',
+        "srun": 'echo "stand-in srun: never called here" >&2\n',
+    }
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}exit 1\n")
+        (bin_dir / name).chmod(0o755)
     recorded = tmp_path / "submitted.sh"
     env = dict(os.environ)
     env.update(
