@@ -47,7 +47,8 @@ DUAL = "Dual Codebook"
 #: keys whose value cannot change a run's results (how a run is watched and fed, where
 #: weights are read from): runs that differ only in these (and in ``seed``) are seeds of
 #: one configuration. The device is here because a sweep may mix machines; numerics differ
-#: between them by rounding, which seeds swamp.
+#: between them by rounding, which seeds swamp. ``trainer.precision=auto`` is compared as
+#: the precision it ran in on that device (:func:`result_config`).
 NEUTRAL_KEYS = (*RESULT_NEUTRAL, "trainer.device")
 
 
@@ -387,6 +388,11 @@ def result_config(run: Run) -> dict[str, Any]:
     elif (run.results or {}).get("config"):
         tree = run.results["config"]  # type: ignore[index]
     flat = flatten(tree) if isinstance(tree, dict) else {}
+    device = str(flat.get("trainer.device", ""))
+    if flat.get("trainer.precision") == "auto" and device.split(":")[0] in ("cpu", "cuda"):
+        # what ran, not how it was asked for: auto on the CPU is fp32 (amp_dtype), so a
+        # CPU seed with the default joins a GPU seed trained with trainer.precision=fp32
+        flat["trainer.precision"] = "fp32" if device == "cpu" else "bf16"
     return {k: v for k, v in flat.items() if not under(k, ("seed", *NEUTRAL_KEYS))}
 
 

@@ -39,6 +39,28 @@ def test_seeds_are_grouped_and_other_differences_are_not(tmp_path, make_run):
     assert {"t128_s128", "dual codebook t-128/s-128", "t-128/s-128"} <= seeds.names()
 
 
+def test_seeds_are_grouped_by_the_precision_that_ran(tmp_path, make_run):
+    """precision=auto is fp32 on the CPU and bf16 on CUDA: the device is neutral, the
+    arithmetic it implies is not."""
+    runs = {
+        "cpu_auto": ("cpu", "auto"),
+        "cpu_fp32": ("cpu", "fp32"),
+        "gpu_fp32": ("cuda", "fp32"),
+        "gpu_auto": ("cuda", "auto"),
+        "gpu_bf16": ("cuda:1", "bf16"),
+        "any_auto": ("auto", "auto"),  # unknown device: auto stays what it says
+    }
+    for seed, (name, (device, precision)) in enumerate(runs.items()):
+        extra = {"trainer.device": device, "trainer.precision": precision}
+        make_run(tmp_path, name, "vq", seed=seed, extra=extra)
+    groups = {tuple(r.rel for r in c.runs) for c in group_runs(collect(tmp_path))}
+    assert groups == {
+        ("cpu_auto", "cpu_fp32", "gpu_fp32"),
+        ("gpu_auto", "gpu_bf16"),
+        ("any_auto",),
+    }
+
+
 def test_an_unfinished_seed_is_listed_but_not_counted(tmp_path, make_run):
     make_run(tmp_path, "s0", "vq", seed=0)
     (make_run(tmp_path, "s1", "vq", seed=1) / "eval.json").unlink()
