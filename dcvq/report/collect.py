@@ -115,6 +115,14 @@ class Run:
         return seed if isinstance(seed, int) else None
 
     @property
+    def device(self) -> str:
+        """``trainer.device`` as configured (``auto`` when the config does not say)."""
+        device = _select(self.config, "trainer.device")
+        if device is None:
+            device = (((self.results or {}).get("config") or {}).get("trainer") or {}).get("device")
+        return str(device or "auto")
+
+    @property
     def quantizer(self) -> str:
         """The ``quantizer`` option (``t128_s128``, ``vq``, ...), "" when none was chosen."""
         return str(self.choices.get("quantizer") or "")

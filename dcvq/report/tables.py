@@ -413,6 +413,23 @@ def _paired_lines(
     return out + ([""] if notes else [])
 
 
+def _devices_note(section: Section) -> list[str]:
+    """Where the section's finished runs trained, when that was not one device for all."""
+    where: dict[str, list[str]] = {}
+    for run in section.runs:
+        if run.ok:
+            where.setdefault(run.device, []).append(f"`{run.rel}`")
+    if len(where) < 2:
+        return []
+    listed = "; ".join(f"{d}: {', '.join(rels)}" for d, rels in sorted(where.items()))
+    return [
+        f"Trained on several devices ({listed}). Runs that differ only in the device are"
+        " seeds of one row: the device changes rounding (and the draws made on it), as a"
+        " seed does.",
+        "",
+    ]
+
+
 def render_markdown(
     sweep_dir: Path,
     sections: Sequence[Section],
@@ -462,6 +479,7 @@ def render_markdown(
                 " `dcvq/metrics/usage.py`).",
                 "",
             ]
+        out += _devices_note(section)
         for fig in figures.get(section.slug, []):
             out += [f"![{fig.stem}](figures/{fig.name})", ""]
         if comparisons is not None:
@@ -510,7 +528,7 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
     for n in books:
         fields += [f"usage_{n}", f"distinct_{n}", f"dead_{n}", f"perplexity_{n}"]
     fields += [f"paper_{m}" for m in METRICS]
-    fields += ["protocol", "split", "n_images", "step", "run"]
+    fields += ["protocol", "split", "n_images", "step", "device", "run"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         w.writeheader()
@@ -523,6 +541,7 @@ def write_csv(path: Path, runs: Sequence[Run], paper: Sequence[PaperRow]) -> Non
                 "split": res.get("split", ""),
                 "n_images": res.get("n_images", ""),
                 "step": run.step if run.step is not None else "",
+                "device": run.device,
                 "run": run.rel,
             }
             for m in (*METRICS, *EXTRA_METRICS):

@@ -73,6 +73,22 @@ def test_summary_has_mean_and_t_interval_over_seeds(sweep):
     assert "`t128_0`, `t128_1`, `t128_2`" in line
     assert md.rstrip().splitlines()[0].startswith("# Results")
     assert md.index("## Verdicts") > md.index("## Missing runs")
+    assert "several devices" not in md  # one device (the config does not say: auto)
+    assert {r["device"] for r in rows(rep.csv)} == {"auto"}
+
+
+def test_a_row_trained_on_several_devices_says_where(tmp_path, make_run):
+    for seed, device in enumerate(("cuda", "cpu", "cpu")):
+        make_run(tmp_path, f"vq_{seed}", "vq", seed=seed, extra={"trainer.device": device})
+    rep = rp.report(tmp_path)
+    assert [(r["run"], r["device"]) for r in rows(rep.csv)] == [
+        ("vq_0", "cuda"),
+        ("vq_1", "cpu"),
+        ("vq_2", "cpu"),
+    ]
+    md = rep.markdown.read_text()
+    assert "| 3 (0, 1, 2) |" in md  # one row: the device is no reason to split seeds
+    assert "Trained on several devices (cpu: `vq_1`, `vq_2`; cuda: `vq_0`)" in md
 
 
 def test_paired_comparison_with_vq_on_the_same_images(sweep):
