@@ -3,8 +3,10 @@ code reads them, and what the study's README states about them holds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from dcvq.config.diff import result_changes
 from dcvq.report import collect, config_gain_last_fifth, group_runs
 from dcvq.report.verdicts import SUPPORTED, dual_beats_vq
 
@@ -27,3 +29,21 @@ def test_the_committed_runs_read_back_with_the_readmes_numbers():
     assert verdict.outcome == SUPPORTED
     pair = "T-128/S-128, 128 codes − VQ-GAN, 128 codes"
     assert any(pair in e and "ΔPSNR +2.53" in e for e in verdict.evidence)
+
+
+def test_the_preset_is_the_studys_config():
+    """Each record's config is `experiment=study_cpu` with its option, size and seed: the
+    CPU runs exactly, the GPU runs but for trainer.device=cuda trainer.precision=fp32."""
+    from hydra import compose, initialize_config_dir
+
+    from dcvq.config import CONF_DIR, register
+
+    register()
+    gpu = ["trainer.device: cuda -> cpu", "trainer.precision: fp32 -> auto"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for run in sorted(RECORDS.iterdir()):
+            saved = json.loads((run / "eval.json").read_text())["config"]
+            option, size, seed = run.name.rsplit("_", 2)
+            overrides = [f"quantizer={option}", f"codebook.size={size[1:]}", f"seed={seed[1:]}"]
+            cfg = compose(config_name="train", overrides=["experiment=study_cpu", *overrides])
+            assert result_changes(saved, cfg) in ([], gpu), run.name
