@@ -165,6 +165,14 @@ class ImageFolderSchema(FilesDatasetSchema):
     holdout: float = 0.0  # fraction held out by path hash when there are no split folders
 
 
+def precision_on(precision: str, device_type: str) -> str:
+    """What a ``precision`` setting runs as on a device type (``cuda``, ``cpu``, ...):
+    ``auto`` is bf16 on CUDA and fp32 elsewhere; any other setting is itself."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device_type == "cuda" else "fp32"
+
+
 @dataclass
 class TrainerSchema:
     max_steps: int = 100_000

@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from dcvq.config.diff import RESULT_NEUTRAL, flatten, under
+from dcvq.config.schema import precision_on
 
 #: a run's codebooks in display order (global left, local right); others after these
 CODEBOOK_ORDER = ("global", "local", "codebook")
@@ -396,11 +397,11 @@ def result_config(run: Run) -> dict[str, Any]:
     elif (run.results or {}).get("config"):
         tree = run.results["config"]  # type: ignore[index]
     flat = flatten(tree) if isinstance(tree, dict) else {}
-    device = str(flat.get("trainer.device", ""))
-    if flat.get("trainer.precision") == "auto" and device.split(":")[0] in ("cpu", "cuda"):
-        # what ran, not how it was asked for: auto on the CPU is fp32 (amp_dtype), so a
-        # CPU seed with the default joins a GPU seed trained with trainer.precision=fp32
-        flat["trainer.precision"] = "fp32" if device == "cpu" else "bf16"
+    device_type = str(flat.get("trainer.device", "")).split(":")[0]
+    if "trainer.precision" in flat and device_type in ("cpu", "cuda"):
+        # what ran, not how it was asked for: auto on the CPU is fp32, so a CPU seed
+        # with the default joins a GPU seed trained with trainer.precision=fp32
+        flat["trainer.precision"] = precision_on(flat["trainer.precision"], device_type)
     return {k: v for k, v in flat.items() if not under(k, ("seed", *NEUTRAL_KEYS))}
 
 

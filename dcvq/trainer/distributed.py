@@ -11,6 +11,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from dcvq.config.schema import precision_on
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -104,6 +106,5 @@ def resolve_device(name: str, env: DistEnv, key: str = "trainer.device") -> torc
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a ``precision`` setting on ``device`` (None: fp32, no
     autocast); ``auto`` is bf16 on CUDA, fp32 elsewhere."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return dtypes[precision_on(precision, device.type)]

@@ -211,3 +211,12 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tiny_overrides, tmp_path):
     state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 2
     assert all(v.isfinite().all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_amp_dtype_of_each_precision_setting():
+    from dcvq.trainer.distributed import amp_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert amp_dtype("auto", cpu) is None and amp_dtype("fp32", cuda) is None
+    assert amp_dtype("auto", cuda) is torch.bfloat16 and amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("fp16", cuda) is torch.float16
