@@ -7,11 +7,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dcvq.config.schema import precision_on
+
 #: keys that do not change what a training run computes, only how it is watched and fed
-#: (data order does not depend on the number of loader workers), where weights are read
-#: and what runs after it
+#: (data order does not depend on the number of loader workers), where weights are read,
+#: what runs after it, and where it runs: numerics differ between devices by rounding,
+#: which seeds swamp, while what runs there (``trainer.precision``) is compared by
+#: :func:`as_run`. A re-launch and the report's grouping of seeds share this rule.
 RESULT_NEUTRAL = (
     "logger",
+    "trainer.device",
     "trainer.progress",
     "trainer.num_workers",
     "trainer.log_every",
@@ -40,8 +45,20 @@ def under(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def _changes(saved: dict[str, Any], cfg: DictConfig, wanted: Callable[[str], bool]) -> list[str]:
-    old, new = flatten(saved), flatten(OmegaConf.to_container(cfg, resolve=True))
+def as_run(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config with ``trainer.precision`` as it runs on ``trainer.device``: ``auto``
+    on the CPU is fp32, so a CPU run with the default equals a GPU run asked for fp32."""
+    device_type = str(flat.get("trainer.device", "")).split(":")[0]
+    if "trainer.precision" not in flat or device_type not in ("cpu", "cuda"):
+        return flat
+    return flat | {"trainer.precision": precision_on(flat["trainer.precision"], device_type)}
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], wanted: Callable[[str], bool]) -> list[str]:
     changed = sorted(k for k in old.keys() | new.keys() if wanted(k) and old.get(k) != new.get(k))
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
 
@@ -53,13 +70,14 @@ def config_changes(saved_yaml: str, cfg: DictConfig, keys: Sequence[str]) -> lis
     if not saved_yaml:
         return []
     saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
-    return _changes(saved, cfg, lambda k: under(k, keys))
+    return _changes(flatten(saved), _flat(cfg), lambda k: under(k, keys))
 
 
 def result_changes(
     saved: dict[str, Any], cfg: DictConfig, also_neutral: Sequence[str] = ()
 ) -> list[str]:
     """``key: saved -> now`` for every leaf of two resolved configs that can change a
-    run's results (all but :data:`RESULT_NEUTRAL` and ``also_neutral``)."""
+    run's results (all but :data:`RESULT_NEUTRAL` and ``also_neutral``), with the
+    precision compared as it runs (:func:`as_run`)."""
     neutral = (*RESULT_NEUTRAL, *also_neutral)
-    return _changes(saved, cfg, lambda k: not under(k, neutral))
+    return _changes(as_run(flatten(saved)), as_run(_flat(cfg)), lambda k: not under(k, neutral))

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dcvq.config.diff import RESULT_NEUTRAL, flatten, under
-from dcvq.config.schema import precision_on
+from dcvq.config.diff import RESULT_NEUTRAL, as_run, flatten, under
 
 #: a run's codebooks in display order (global left, local right); others after these
 CODEBOOK_ORDER = ("global", "local", "codebook")
@@ -45,12 +44,6 @@ QUANTIZER_NAMES = {"GumbelQuantizer": "Gumbel-VQ", "CVQQuantizer": "CVQ"}
 #: row after itself, so a new quantizer needs no entry anywhere.
 PAPER_QUANTIZERS = frozenset({"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"})
 DUAL = "Dual Codebook"
-#: keys whose value cannot change a run's results (how a run is watched and fed, where
-#: weights are read from): runs that differ only in these (and in ``seed``) are seeds of
-#: one configuration. The device is here because a sweep may mix machines; numerics differ
-#: between them by rounding, which seeds swamp. ``trainer.precision=auto`` is compared as
-#: the precision it ran in on that device (:func:`result_config`).
-NEUTRAL_KEYS = (*RESULT_NEUTRAL, "trainer.device")
 
 
 @dataclass
@@ -117,10 +110,12 @@ class Run:
 
     @property
     def device(self) -> str:
-        """``trainer.device`` as configured (``auto`` when the config does not say)."""
-        device = _select(self.config, "trainer.device")
+        """``trainer.device`` it trained on (``auto`` when the config does not say): from
+        eval.json's config first, since a re-launch that leaves a finished run alone on
+        another device still rewrites its ``.hydra/config.yaml``."""
+        device = (((self.results or {}).get("config") or {}).get("trainer") or {}).get("device")
         if device is None:
-            device = (((self.results or {}).get("config") or {}).get("trainer") or {}).get("device")
+            device = _select(self.config, "trainer.device")
         return str(device or "auto")
 
     @property
@@ -329,7 +324,7 @@ def collect(sweep_dir: str | Path, table: str | None = None) -> list[Run]:
 # ---- seeds of one configuration -------------------------------------------------------
 @dataclass
 class Configuration:
-    """The runs of a sweep that differ only in their seed (and :data:`NEUTRAL_KEYS`): one
+    """The runs of a sweep that differ only in their seed (and :data:`RESULT_NEUTRAL`): one
     row of the report. ``runs`` are ordered by seed; ``label`` names the row uniquely in
     its (table, dataset) section (see :func:`group_runs`)."""
 
@@ -389,20 +384,15 @@ class Configuration:
 
 def result_config(run: Run) -> dict[str, Any]:
     """The run's config as flat ``{dotted key: value}`` without ``seed`` and
-    :data:`NEUTRAL_KEYS`: what must be equal for two runs to be seeds of one row. From
+    :data:`RESULT_NEUTRAL`: what must be equal for two runs to be seeds of one row. From
     ``.hydra/config.yaml`` (unresolved, as every run has it), else eval.json's ``config``."""
     tree: Any = None
     if run.config is not None and len(run.config):
         tree = OmegaConf.to_container(run.config, resolve=False)
     elif (run.results or {}).get("config"):
         tree = run.results["config"]  # type: ignore[index]
-    flat = flatten(tree) if isinstance(tree, dict) else {}
-    device_type = str(flat.get("trainer.device", "")).split(":")[0]
-    if "trainer.precision" in flat and device_type in ("cpu", "cuda"):
-        # what ran, not how it was asked for: auto on the CPU is fp32, so a CPU seed
-        # with the default joins a GPU seed trained with trainer.precision=fp32
-        flat["trainer.precision"] = precision_on(flat["trainer.precision"], device_type)
-    return {k: v for k, v in flat.items() if not under(k, ("seed", *NEUTRAL_KEYS))}
+    flat = as_run(flatten(tree)) if isinstance(tree, dict) else {}
+    return {k: v for k, v in flat.items() if not under(k, ("seed", *RESULT_NEUTRAL))}
 
 
 def _show(value: Any) -> str:
@@ -434,7 +424,7 @@ def _labels(configs: Sequence[Configuration]) -> list[str]:
 
 def group_runs(runs: Sequence[Run]) -> list[Configuration]:
     """Runs of one table and row name (paper name, quantizer and baseline option) that
-    differ only in ``seed`` (and :data:`NEUTRAL_KEYS`) as one :class:`Configuration`
+    differ only in ``seed`` (and :data:`RESULT_NEUTRAL`) as one :class:`Configuration`
     each, in order of first appearance, seeds ascending. A run whose config could not be
     read stays alone."""
     groups: dict[Any, list[Run]] = {}

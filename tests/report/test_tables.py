@@ -80,6 +80,10 @@ def test_summary_has_mean_and_t_interval_over_seeds(sweep):
 def test_a_row_trained_on_several_devices_says_where(tmp_path, make_run):
     for seed, device in enumerate(("cuda", "cpu", "cpu")):
         make_run(tmp_path, f"vq_{seed}", "vq", seed=seed, extra={"trainer.device": device})
+    # a CPU re-launch leaves the finished GPU run alone but rewrites its .hydra config:
+    # the device it trained on is eval.json's
+    hydra_cfg = tmp_path / "vq_0" / ".hydra" / "config.yaml"
+    hydra_cfg.write_text(hydra_cfg.read_text().replace("device: cuda", "device: cpu"))
     rep = rp.report(tmp_path)
     assert [(r["run"], r["device"]) for r in rows(rep.csv)] == [
         ("vq_0", "cuda"),

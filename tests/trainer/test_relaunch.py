@@ -38,6 +38,25 @@ def test_a_finished_run_is_not_trained_again(tiny_cfg, tmp_path):
     assert snapshot(tmp_path) == before  # nothing rewritten
 
 
+def test_a_run_finished_on_another_device_is_not_trained_again(tiny_cfg, tmp_path):
+    """The same rule as the report's seeds: the device is neutral, the precision it ran
+    in is not (a GPU run in fp32 is finished for the CPU; one in bf16 is not)."""
+    cfg = tiny_cfg()
+    assert (cfg.trainer.device, cfg.trainer.precision) == ("cpu", "auto")
+    train(cfg, tmp_path)
+    path = tmp_path / "eval.json"
+    results = json.loads(path.read_text())
+    results["config"]["trainer"] |= {"device": "cuda", "precision": "fp32"}
+    path.write_text(json.dumps(results))
+    before = snapshot(tmp_path)
+    assert train(cfg, tmp_path)["config"]["trainer"]["device"] == "cuda"
+    assert snapshot(tmp_path) == before
+
+    results["config"]["trainer"]["precision"] = "auto"  # bf16 on the GPU
+    path.write_text(json.dumps(results))
+    assert train(cfg, tmp_path)["config"]["trainer"]["device"] == "cpu"
+
+
 def test_a_changed_config_trains_on_from_the_checkpoint(tiny_cfg, tmp_path):
     train(tiny_cfg(), tmp_path)
     results = train(tiny_cfg("trainer.max_steps=6"), tmp_path)
