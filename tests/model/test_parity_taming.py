@@ -6,16 +6,17 @@ GroupNorm affines included, matters) are copied into dcvq's with a strict
 ``load_state_dict`` and the outputs compared. The paper's f16 configuration is checked
 for parameter count (on the meta device: instant) and, marked slow, for outputs.
 
-Outputs are compared within ``fp32_tolerance``, derived from the network's depth and
-fan-in, not measured on one CPU: fp32 results move with the kernels' summation order
-(AVX2 vs AVX-512). ``test_a_small_mismatch_is_caught`` shows that it still fails on a
-wrong GroupNorm eps or a 1e-3 change of one convolution.
+Outputs are compared within ``numerics.fp32_tolerance`` (tests/numerics.py), derived
+from the network's depth and fan-in, not measured on one CPU: fp32 results move with the
+kernels' summation order (AVX2 vs AVX-512). ``test_a_small_mismatch_is_caught`` shows
+that it still fails on a wrong GroupNorm eps or a 1e-3 change of one convolution.
 """
 
 from __future__ import annotations
 
 import math
 
+import numerics
 import pytest
 import torch
 from taming.modules.diffusionmodules import model as taming_model
@@ -25,8 +26,6 @@ from torch import nn
 from dcvq.model.autoencoder import Decoder, Encoder
 from dcvq.model.vqgan import VQModel
 from dcvq.quantizers import VectorQuantizer
-
-EPS32 = torch.finfo(torch.float32).eps  # 1.19e-7
 
 F16 = dict(
     ch=128,
@@ -95,37 +94,8 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
-def summed_terms(*modules: nn.Module) -> int:
-    """Products summed along one pass: the fan-in of every convolution and linear layer
-    (attention's two products add under 3 %: within the margin below)."""
-    n = 0
-    for module in modules:
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                n += m.in_channels // m.groups * math.prod(m.kernel_size)
-            elif isinstance(m, nn.Linear):
-                n += m.in_features
-    return n
-
-
-def fp32_tolerance(out: torch.Tensor, *modules: nn.Module) -> float:
-    """Largest difference two fp32 passes through ``modules`` may show when their
-    kernels sum in another order (AVX2 vs AVX-512, oneDNN's blocking) or their inputs
-    differ by one rounding.
-
-    A sum of K products carries a relative rounding error ~ eps * sqrt(K) (the running
-    sum's errors add like a random walk); GroupNorm keeps every layer's activations of
-    order one, so the layers' errors add in quadrature: eps * sqrt(sum K) in units of
-    the output's std. Two independent passes: * sqrt(2); the largest of N outputs of a
-    Gaussian error: * sqrt(2 ln N). f16 decoder: sum K = 113,792, N = 196,608, output
-    std 0.33: 9.2e-5; measured 7.2e-6 (AVX-512), 2.4e-5 (AVX2), 2.7e-5 (no SIMD).
-    """
-    spread = math.sqrt(2 * summed_terms(*modules)) * EPS32 * out.detach().std().item()
-    return math.sqrt(2 * math.log(out.numel())) * spread
-
-
 def assert_close_fp32(out: torch.Tensor, ref: torch.Tensor, *modules: nn.Module) -> None:
-    diff, tol = max_abs_diff(out, ref), fp32_tolerance(ref, *modules)
+    diff, tol = max_abs_diff(out, ref), numerics.fp32_tolerance(ref, *modules)
     assert diff <= tol, f"max abs difference {diff:.3g} > fp32 tolerance {tol:.3g}"
 
 
@@ -260,7 +230,7 @@ def check_full_model(cfg: dict, batch: int, n_codes: int, legacy: bool, perturb=
     # most eps * sqrt(n) typically (eps * log2(n) if pairwise), whatever the order;
     # (1 + beta) * m against beta * m + m adds two roundings.
     n = idx_ref.numel() * embed_dim
-    torch.testing.assert_close(loss, loss_ref, rtol=EPS32 * (math.sqrt(n) + 2), atol=0)
+    torch.testing.assert_close(loss, loss_ref, rtol=numerics.EPS32 * (math.sqrt(n) + 2), atol=0)
 
 
 @pytest.mark.parametrize("legacy", [False, True])
