@@ -16,7 +16,7 @@ from dcvq.losses import VQGANLoss
 from dcvq.model import VQModel
 
 # Keys of a dataset option that choose splits rather than build the dataset.
-_SPLIT_KEYS = ("train_split",)
+_SPLIT_KEYS = ("train_split", "test_split")
 # `num_workers: auto` never starts more loader workers than this per process.
 AUTO_MAX_WORKERS = 8
 

@@ -236,7 +236,7 @@ def evaluate_checkpoint(
         save_reconstruction_grid(batch, model(batch)[0], run_dir / "grid.png")
     if e.save_reconstructions:
         os.replace(partial, run_dir / "reconstructions")
-    write_per_image(run_dir / "per_image.csv", per_image)
+    write_per_image(run_dir / "per_image.csv", [(cfg.dataset.split, per_image)])
     write_text_atomic(run_dir / "eval.json", json.dumps(results, indent=1))
     fid = "not measured" if results["fid"] is None else f"{results['fid']:.2f}"
     log.info(

@@ -282,13 +282,19 @@ def evaluate(
     )
 
 
-def write_per_image(path: str | os.PathLike, rows: dict[str, list]) -> None:
-    """``per_image.csv``: a header (``name``, the metrics) and one row per image, written
-    atomically. Full float precision: a paired comparison sums small differences."""
+def write_per_image(path: str | os.PathLike, splits: list[tuple[str, dict[str, list]]]) -> None:
+    """``per_image.csv``: a header (``split``, ``name``, the metrics) and one row per image
+    of each ``(split, rows)``, written atomically. Full float precision: a paired
+    comparison sums small differences."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(rows)
-    writer.writerows(zip(*rows.values(), strict=True))
+    header = list(splits[0][1])
+    writer.writerow(["split", *header])
+    for split, rows in splits:
+        if list(rows) != header:
+            raise ValueError(f"per_image.csv: split {split} has columns {list(rows)}, not {header}")
+        n = len(rows["name"])
+        writer.writerows(zip([split] * n, *rows.values(), strict=True))
     write_text_atomic(path, text.getvalue())
 
 

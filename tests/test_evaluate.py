@@ -77,7 +77,8 @@ def test_cli_with_fid_lpips_and_vqct(trained, tmp_path, inception_weights, lpips
     assert set(results["codebooks"]) == {"global", "local"}
     assert len(list((out / "reconstructions").glob("*.png"))) == 12
     rows = (out / "per_image.csv").read_text().splitlines()
-    assert rows[0] == "name,psnr,l1,l2,ssim,lpips" and len(rows) == 13
+    assert rows[0] == "split,name,psnr,l1,l2,ssim,lpips" and len(rows) == 13
+    assert all(r.startswith("val,") for r in rows[1:])
     lpips = [float(r.split(",")[-1]) for r in rows[1:]]
     assert sum(lpips) / 12 == pytest.approx(results["lpips"], rel=1e-9)
     assert "img/s" in proc.stderr  # the progress bar

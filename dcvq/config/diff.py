@@ -30,6 +30,23 @@ RESULT_NEUTRAL = (
 )
 
 
+def run_dir_name(row: str, codebook_size: Any, overrides: Sequence[str]) -> str:
+    """A multirun job's directory, named by its configuration: ``<row>_n<size>``, then
+    the job's other overrides that can change results, sorted (``t128_s128_n512`` for a
+    plain ``'quantizer=glob(*)'`` sweep, ``vq_n128,seed=1,trainer.lr=0.001`` in a study).
+    The same command names the same runs however many options a group gains, so a
+    re-launch finds each run where it left it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    named = ("quantizer", "codebook.size", "baseline")  # in ``<row>_n<size>`` already
+    kept = []
+    for text in overrides:
+        key = OverridesParser.create().parse_override(text).key_or_group
+        if not (key.startswith("hydra") or under(key, (*RESULT_NEUTRAL, *named))):
+            kept.append(text.replace("/", "%2F"))  # a path value is one directory
+    return ",".join([f"{row}_n{codebook_size}", *sorted(kept)])
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """A nested config (plain dicts) as ``{dotted key: leaf value}``."""
     if not isinstance(node, dict):

@@ -110,6 +110,7 @@ class SamplesSchema:
     _target_: str = "dcvq.data.SampleImages"
     train_split: str = "train"
     split: str = "val"
+    test_split: str | None = None  # no test split: its held-out photos are the val split
     resolution: int = 256
     samples_per_epoch: int = 1000
     flip: bool = True
@@ -123,7 +124,9 @@ class FilesDatasetSchema:
     # None: read the dataset's environment variable (e.g. DCVQ_COCO_ROOT)
     root: str | None = None
     train_split: str = "train"
-    split: str = "val"  # the split evaluated during and after training
+    split: str = "val"  # the split evaluated during and after training (settings chosen on it)
+    # also scored by the final evaluation (verdicts are judged on it); None: no test split
+    test_split: str | None = None
     resolution: int = 256
     # the evaluated split: None = center_crop; or squash (random crops become center_crop)
     policy: str | None = None
@@ -337,6 +340,12 @@ def dataset_option(target: str) -> str | None:
     return next((name for name, schema in DATASETS.items() if schema._target_ == target), None)
 
 
+def _run_dir_name(row: str, size: Any, overrides: list[str]) -> str:
+    from dcvq.config.diff import run_dir_name  # diff imports this module
+
+    return run_dir_name(row, size, overrides)
+
+
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and the resolvers (idempotent)."""
     # ${dcvq.first:a,b,...}: the first value that is set, e.g. the baseline's name, else
@@ -344,6 +353,12 @@ def register() -> None:
     OmegaConf.register_new_resolver(
         "dcvq.first",
         lambda *xs: next((x for x in xs if x not in (None, "None")), None),
+        replace=True,
+    )
+    # ${dcvq.run_dir:row,size,${hydra:overrides.task}}: a multirun job's dir by its config
+    OmegaConf.register_new_resolver(
+        "dcvq.run_dir",
+        lambda row, size, overrides: _run_dir_name(row, size, list(overrides)),
         replace=True,
     )
     cs = ConfigStore.instance()

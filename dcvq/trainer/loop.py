@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # The keys that shape a checkpoint's tensors.
 MODEL_KEYS = ("model", "quantizer", "codebook", "loss")
+# An evaluation's image metrics (metrics.jsonl, the logger)
+METRICS = ("l1", "l2", "psnr", "ssim", "lpips", "fid")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -334,25 +336,47 @@ class Trainer:
         return values
 
     # ---- evaluation ----------------------------------------------------------------
-    def evaluate(self, val: DataLoader, final: bool) -> dict[str, Any]:
+    def test_loader(self) -> DataLoader | None:
+        """The ``dataset.test_split`` the final evaluation also scores (None: no test split).
+        Settings are chosen on ``dataset.split`` (val); verdicts are judged on this one."""
+        split = self.cfg.dataset.get("test_split")
+        if split is None:
+            return None
+        dataset = build_dataset(self.cfg, split, training=False)
+        workers = resolve_num_workers(self.t.num_workers)
+        return build_eval_loader(dataset, self.t.eval_batch_size, workers, self.device)
+
+    def evaluate(self, loader: DataLoader, split: str, final: bool) -> dict[str, Any]:
+        """One split; the final evaluation scores every image (``eval.max_images``) and
+        keeps them image by image (``per_image``), the periodic ones a subset."""
         e = self.cfg.eval
-        recon_dir = self.run_dir / "reconstructions" if e.save_reconstructions and final else None
+        save = e.save_reconstructions and final and split == self.cfg.dataset.split
         max_images = (
             e.max_images
             if final or e.max_images_during_training is None
-            else (e.max_images_during_training)
+            else e.max_images_during_training
         )
         results = self.evaluator(
             self.model,
-            val,
+            loader,
             max_images=max_images,
-            reconstructions_dir=recon_dir,
-            split=self.cfg.dataset.split,
+            reconstructions_dir=self.run_dir / "reconstructions" if save else None,
+            split=split,
             per_image=final,
         )
-        if final:  # before eval.json, which marks the run finished
-            write_per_image(self.run_dir / "per_image.csv", results.pop("per_image"))
-        return results | {"data": dataset_info(val.dataset)}
+        return results | {"data": dataset_info(loader.dataset)}
+
+    def evaluate_final(self, val: DataLoader, test: DataLoader | None) -> dict[str, Any]:
+        """The val split's results, with the test split's under ``test``; both splits'
+        images in ``per_image.csv`` (its ``split`` column), written before eval.json,
+        which marks the run finished."""
+        results = self.evaluate(val, self.cfg.dataset.split, final=True)
+        parts = [(self.cfg.dataset.split, results.pop("per_image"))]
+        if test is not None:
+            results["test"] = self.evaluate(test, self.cfg.dataset.test_split, final=True)
+            parts.append((self.cfg.dataset.test_split, results["test"].pop("per_image")))
+        write_per_image(self.run_dir / "per_image.csv", parts)
+        return results
 
     def grid_images(self, dataset) -> torch.Tensor:
         """Images spread evenly over the evaluation split (not just its first files)."""
@@ -374,7 +398,11 @@ class Trainer:
         return save_reconstruction_grid(x, x_hat, path)
 
     def run_eval(
-        self, val: DataLoader, grid_batch: torch.Tensor, final: bool = False
+        self,
+        val: DataLoader,
+        grid_batch: torch.Tensor,
+        test: DataLoader | None = None,
+        final: bool = False,
     ) -> dict[str, Any] | None:
         """Evaluate on rank 0 (the others wait), record the results; {} on other ranks,
         None on rank 0 when a signal interrupted the evaluation (nothing recorded)."""
@@ -382,7 +410,10 @@ class Trainer:
         if self.dist.is_main:
             with self.rng_untouched():
                 try:
-                    results = self.evaluate(val, final)
+                    if final:
+                        results = self.evaluate_final(val, test)
+                    else:
+                        results = self.evaluate(val, self.cfg.dataset.split, final=False)
                 except EvaluationInterrupted as e:
                     log.warning("evaluation at step %d stopped, not recorded: %s", self.step, e)
                     results = None
@@ -393,9 +424,7 @@ class Trainer:
         return results
 
     def record_eval(self, results: dict[str, Any], grid_batch: torch.Tensor) -> None:
-        summary = {"step": self.step} | {
-            k: results.get(k) for k in ("l1", "l2", "psnr", "ssim", "lpips", "fid")
-        }
+        summary = {"step": self.step} | {k: results.get(k) for k in METRICS}
         summary["codebooks"] = {
             name: {k: v for k, v in cb.items() if k != "counts"}
             for name, cb in results["codebooks"].items()
@@ -403,6 +432,8 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(summary) + "\n")
         flat = {f"val/{k}": v for k, v in summary.items() if isinstance(v, float)}
+        test = results.get("test") or {}
+        flat |= {f"test/{k}": test[k] for k in METRICS if isinstance(test.get(k), float)}
         for name, cb in summary["codebooks"].items():
             if cb.get("distinct", cb["used"]) < cb["used"] / 2:
                 log.warning(
@@ -442,7 +473,10 @@ class Trainer:
             batches = iter(train)
             try:
                 self._loop(batches, val, grid_batch, bar, guard)
-                return self.final_eval(val, grid_batch, guard)
+                test = self.test_loader() if self.dist.is_main else None
+                if test is not None:
+                    test = InterruptibleLoader(test, guard)
+                return self.final_eval(val, test, grid_batch, guard)
             finally:
                 bar.close()
                 if self.dist.is_main:
@@ -450,11 +484,14 @@ class Trainer:
                 if self.owns_group and self.dist.enabled and torch.distributed.is_initialized():
                     torch.distributed.destroy_process_group()
 
-    def final_eval(self, val, grid_batch: torch.Tensor, guard: PreemptionGuard) -> dict[str, Any]:
-        """The final evaluation into eval.json. A signal interrupts it and is handed on
-        (the loop wrote the last step's checkpoint); if the run goes on, it starts again."""
+    def final_eval(
+        self, val, test, grid_batch: torch.Tensor, guard: PreemptionGuard
+    ) -> dict[str, Any]:
+        """The final evaluation (val, and test where the dataset has one) into eval.json. A
+        signal interrupts it and is handed on (the loop wrote the last step's
+        checkpoint); if the run goes on, it starts again."""
         while True:
-            results = self.run_eval(val, grid_batch, final=True)
+            results = self.run_eval(val, grid_batch, test, final=True)
             if not self.any_rank(results is None):
                 break
             signum = self.stop_requested(guard)

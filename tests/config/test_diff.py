@@ -47,3 +47,17 @@ def test_config_changes_compares_the_keys_as_written():
     now = OmegaConf.create(trainer("cpu", "auto"))
     assert config_changes(saved, now, ["trainer.precision"]) == ["trainer.precision: fp32 -> auto"]
     assert config_changes("", now, ["trainer"]) == []
+
+
+def test_run_dirs_are_named_by_configuration_not_by_job_number():
+    """A sweep's job dirs: the same command names the same runs whatever other options
+    its groups hold (job numbers shift when a quantizer YAML is added), and keys that
+    cannot change results do not split one run into two."""
+    from dcvq.config.diff import run_dir_name
+
+    overrides = ["seed=1", "quantizer=vq", "trainer.lr=0.001", "trainer.num_workers=4",
+                 "logger=wandb", "dataset.root=/data/x", "+baseline=gumbel"]  # fmt: skip
+    assert run_dir_name("gumbel", 1024, overrides) == (
+        "gumbel_n1024,dataset.root=%2Fdata%2Fx,seed=1,trainer.lr=0.001"
+    )
+    assert run_dir_name("vq", 512, []) == "vq_n512"

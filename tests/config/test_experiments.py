@@ -173,10 +173,12 @@ def test_table2_command_sweeps_the_five_quantizers(hydra_sweep_runner):
     jobs = sweep(hydra_sweep_runner, first)
     options = {p.stem for p in (CONF_DIR / "quantizer").glob("*.yaml")}
     assert len(jobs) == len(options) and {size for *_, size in jobs} == {512}
-    swept = {out.split("_", 1)[1].rsplit("_n", 1)[0] for out, *_ in jobs}
+    swept = {out.rsplit("_n", 1)[0] for out, *_ in jobs}
     assert swept == options and TABLE2.issubset(swept)
     # row (i) as the paper ran it
-    assert sweep(hydra_sweep_runner, second) == [("0_vq_n1024", "VectorQuantizer", 1024)]
+    assert sweep(hydra_sweep_runner, second) == [
+        ("vq_n1024,experiment=table2", "VectorQuantizer", 1024)
+    ]
     assert (
         "python -m dcvq.report multirun/table2\n" in (EXPERIMENTS / "table2/README.md").read_text()
     )
@@ -186,8 +188,8 @@ def test_table3_command_sweeps_the_codebook_size(hydra_sweep_runner):
     (cmd,) = readme_commands("table3")
     jobs = sweep(hydra_sweep_runner, cmd)
     assert jobs == [
-        ("0_t128_s128_n512", "DualCodebookQuantizer", 512),
-        ("1_t128_s128_n1024", "DualCodebookQuantizer", 1024),
+        ("t128_s128_n512,experiment=table3", "DualCodebookQuantizer", 512),
+        ("t128_s128_n1024,experiment=table3", "DualCodebookQuantizer", 1024),
     ]
     assert (
         "python -m dcvq.report multirun/table3\n" in (EXPERIMENTS / "table3/README.md").read_text()
@@ -207,12 +209,15 @@ def test_table1_commands_give_every_row(hydra_sweep_runner, table, name):
     """Per dataset: ours (512), VQ-GAN (1024), and the three baselines (1024), each job
     dir named after its row; the report reads the folder the sweeps write to."""
     ours, vqgan, baselines = (c for c in readme_commands(table) if f"experiment={name}" in c)
-    assert sweep(hydra_sweep_runner, ours) == [("0_t128_s128_n512", "DualCodebookQuantizer", 512)]
-    assert sweep(hydra_sweep_runner, vqgan) == [("0_vq_n1024", "VectorQuantizer", 1024)]
+    exp = f"experiment={name}"
+    assert sweep(hydra_sweep_runner, ours) == [
+        (f"t128_s128_n512,{exp}", "DualCodebookQuantizer", 512)
+    ]
+    assert sweep(hydra_sweep_runner, vqgan) == [(f"vq_n1024,{exp}", "VectorQuantizer", 1024)]
     assert sweep(hydra_sweep_runner, baselines) == [
-        ("0_vqvae_n1024", "VectorQuantizer", 1024),
-        ("1_gumbel_n1024", "GumbelQuantizer", 1024),
-        ("2_cvq_n1024", "CVQQuantizer", 1024),
+        (f"vqvae_n1024,{exp}", "VectorQuantizer", 1024),
+        (f"gumbel_n1024,{exp}", "GumbelQuantizer", 1024),
+        (f"cvq_n1024,{exp}", "CVQQuantizer", 1024),
     ]
     assert (
         f"python -m dcvq.report multirun/{name}\n"

@@ -1,10 +1,13 @@
 """End-to-end training on CPU with tiny configs."""
 
+import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dcvq import load_model
 from dcvq.checkpoint import read_checkpoint
@@ -199,3 +202,28 @@ def test_a_collapsed_codebook_is_reported_not_only_its_usage(tiny_cfg, tmp_path,
     )
     logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["codebooks"]["codebook"]["distinct"] == 1
+
+
+def test_the_final_evaluation_scores_val_and_test(tiny_cfg, tmp_path):
+    """Settings are chosen on val, verdicts judged on test: with a ``dataset.test_split``
+    the final evaluation scores both, each with the same keys, both in per_image.csv."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 3), ("test", 5)):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / split / f"{split}{i}.png")
+    cfg = tiny_cfg("dataset=imagefolder", f"dataset.root={tmp_path / 'data'}",
+                   "dataset.test_split=test", "eval.max_images=null")  # fmt: skip
+    results = train(cfg, tmp_path / "run")
+    test = results["test"]
+    assert (results["split"], results["n_images"]) == ("val", 3)
+    assert (test["split"], test["n_images"]) == ("test", 5)
+    assert {"psnr", "l1", "l2", "ssim", "codebooks", "data"} <= test.keys()
+    assert test["psnr"] != results["psnr"]
+    with open(tmp_path / "run" / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["split"] for r in rows] == ["val"] * 3 + ["test"] * 5
+    mean = sum(float(r["psnr"]) for r in rows[3:]) / 5
+    assert mean == pytest.approx(test["psnr"], rel=1e-9)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["test"] == test

@@ -83,7 +83,8 @@ def test_per_image_csv_matches_eval_json(tiny_cfg, tmp_path):
     with open(tmp_path / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == results["n_images"] == 8
-    assert list(rows[0]) == ["name", "psnr", "l1", "l2", "ssim"]
+    assert list(rows[0]) == ["split", "name", "psnr", "l1", "l2", "ssim"]
+    assert {r["split"] for r in rows} == {"val"} and "test" not in results
     assert len({r["name"] for r in rows}) == len(rows)
     for key in ("psnr", "l1", "l2", "ssim"):
         mean = sum(float(r[key]) for r in rows) / len(rows)
