@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench weights clean
+.PHONY: install demo test lint bench weights data clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ bench: $(STAMP)
 # network; copy $(DEST)/hub to compute nodes and set TORCH_HOME there.
 weights: $(STAMP)
 	$(BIN)/python -m dcvq.weights $(if $(DEST),--dest $(DEST))
+
+# Fetch (apt-get download, ~200 MB from the Debian mirror) and prepare dataset=photos and
+# dataset=fashion_mnist into $$DCVQ_DATA (default ~/.cache/dcvq/data) or DEST; idempotent.
+data: $(STAMP)
+	$(BIN)/python -m dcvq.data.prepare $(if $(DEST),--dest $(DEST))
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -117,6 +117,30 @@ class SamplesSchema:
 
 
 @dataclass
+class PhotosSchema:
+    _target_: str = "dcvq.data.photos.Photos"
+    # the prepared data folder (`make data`); None: $DCVQ_DATA, else ~/.cache/dcvq/data
+    root: str | None = None
+    train_split: str = "train"
+    split: str = "val"  # chooses settings
+    test_split: str | None = "test"  # judges them
+    resolution: int = 256  # 32 to 256: crops and tiles of the 256x256 photos
+    samples_per_epoch: int = 1000
+    flip: bool = True
+
+
+@dataclass
+class FashionMNISTSchema:
+    _target_: str = "dcvq.data.fashion_mnist.FashionMNIST"
+    root: str | None = None  # as PhotosSchema.root
+    train_split: str = "train"
+    split: str = "val"
+    test_split: str | None = "test"
+    resolution: int = 32  # >= 28: the 28x28 images are padded with black
+    flip: bool = False
+
+
+@dataclass
 class FilesDatasetSchema:
     """Common keys of the file-backed datasets (dcvq/data/<name>.py)."""
 
@@ -327,6 +351,8 @@ class PriorRunSchema:
 #: the dataset options of conf/dataset/ and their schemas
 DATASETS = {
     "samples": SamplesSchema,
+    "photos": PhotosSchema,
+    "fashion_mnist": FashionMNISTSchema,
     "ade20k": ADE20KSchema,
     "celebahq": CelebAHQSchema,
     "coco": COCOSchema,
