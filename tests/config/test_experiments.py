@@ -68,7 +68,8 @@ def test_preset_fixes_what_the_numbers_depend_on(name):
     validate(cfg)
     for key, value in PRESETS[name].items():
         assert cfg.dataset[key] == value, key
-    assert cfg.dataset.resolution == 256 and cfg.dataset.flip is False
+    # training flips (as the release's CelebA-HQ loader); evaluation never does (below)
+    assert cfg.dataset.resolution == 256 and cfg.dataset.flip is True
     assert cfg.eval.protocol == "vqct" and cfg.eval.fid and cfg.eval.lpips
     assert cfg.eval.max_images is None  # the whole split
     # ours: T-128/S-128 with 512 codes per codebook, the paper's f16 VQGAN
@@ -81,6 +82,20 @@ def test_preset_fixes_what_the_numbers_depend_on(name):
     assert (t.batch_size, t.accumulate, t.base_lr, t.lr) == (16, 1, 4.5e-6, None)
     assert t.max_steps == 100_000 and cfg.seed == 0
     assert name.split("_")[0] in cfg.logger.tags
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_flips_training_images_only(name, monkeypatch):
+    """dataset.flip=true reaches the training dataset; every evaluated split (val and the
+    optional test split) is built with flip=False and a fixed crop, whatever the preset."""
+    import dcvq.build
+
+    monkeypatch.setattr(dcvq.build, "instantiate", lambda node: node)  # the kwargs, no data
+    cfg = compose([f"experiment={name}"])
+    train = dcvq.build.build_dataset(cfg, cfg.dataset.train_split, training=True)
+    assert (train["flip"], train["policy"]) == (True, "random_crop")
+    evaluated = dcvq.build.build_dataset(cfg, cfg.dataset.split, training=False)
+    assert evaluated["flip"] is False and evaluated["policy"] == PRESETS[name]["policy"]
 
 
 def test_presets_share_one_training_setting():
