@@ -372,6 +372,10 @@ def _run_dir_name(row: str, size: Any, overrides: list[str]) -> str:
     return run_dir_name(row, size, overrides)
 
 
+def _required(why: str) -> Any:
+    raise ValueError(why)
+
+
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and the resolvers (idempotent)."""
     # ${dcvq.first:a,b,...}: the first value that is set, e.g. the baseline's name, else
@@ -381,6 +385,9 @@ def register() -> None:
         lambda *xs: next((x for x in xs if x not in (None, "None")), None),
         replace=True,
     )
+    # ${dcvq.required:why}: a value the command line must set (a preset that refuses a
+    # default, e.g. a study whose rows each choose their own learning rate)
+    OmegaConf.register_new_resolver("dcvq.required", _required, replace=True)
     # ${dcvq.run_dir:row,size,${hydra:overrides.task}}: a multirun job's dir by its config
     OmegaConf.register_new_resolver(
         "dcvq.run_dir",
