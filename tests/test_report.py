@@ -180,7 +180,7 @@ def md_line(text: str, *cells: str) -> str:
 
 
 def test_table2_laid_out_like_the_paper_with_its_numbers(table2_sweep):
-    rep = rp.report(table2_sweep)
+    rep = rp.report(table2_sweep, draw=False)
     md = rep.markdown.read_text()
     assert "## Table 2 · MS-COCO" in md
     assert "protocol `vqct` on split `val` (40,504 images)" in md
@@ -281,7 +281,7 @@ def test_usage_figure_puts_codebooks_side_by_side():
             results(14.0, {"codebook": counts(4096, 5)}),
         ),
     }
-    dual_fig, vq_fig, big_fig = (rp.usage_figure(r) for r in runs.values())
+    dual_fig, vq_fig, big_fig = (rp.usage_section_figure([r]) for r in runs.values())
     # one panel per codebook, in one row: global left, local right
     left, right = (ax.get_position() for ax in dual_fig.axes)
     assert left.y0 == pytest.approx(right.y0) and left.x1 < right.x0
@@ -290,7 +290,12 @@ def test_usage_figure_puts_codebooks_side_by_side():
     # 4096 codes folded into MAX_COLUMNS columns, the 5 dead codes still marked
     bars, dead = (p.get_data().values for p in big_fig.axes[0].patches)
     assert len(bars) == rp.figures.MAX_COLUMNS and (dead > dead.min()).sum() == 1
-    assert rp.usage_figure(rp.Run(Path("d"), "d", None, "x", "VQ-GAN", "", "", 8, None)) is None
+    none = rp.Run(Path("d"), "d", None, "x", "VQ-GAN", "", "", 8, None)
+    assert rp.usage_section_figure([none]) is None
+    # a section: runs one under another, codebooks in the same columns
+    both = rp.usage_section_figure([runs["dual"], runs["vq"]])
+    assert both.get_figwidth() == dual_fig.get_figwidth()
+    assert [ax.get_visible() for ax in both.axes] == [True, True, True, False]
 
 
 def test_folding_keeps_used_and_dead_codes():
@@ -313,7 +318,7 @@ def test_an_option_the_paper_does_not_have_gets_its_own_row(table2_sweep):
     job(launch, "1_t256_s64_n512", dual(256, 64), 512, t2 | q, result=results(3.9, dual_books))
     base = {"quantizer": None, "baseline": "mine"}
     job(launch, "2_mine_n512", plain("GumbelQuantizer"), 512, t2 | base, result=results(8, books))
-    rep = rp.report(table2_sweep)
+    rep = rp.report(table2_sweep, draw=False)
     md = rep.markdown.read_text()
     assert "| 9.00 | — |" in md_line(md, "", "my_vq", "-", "-", "512")
     assert "| 3.90 | — |" in md_line(md, "", "t256_s64", "T-256", "S-64", "512")

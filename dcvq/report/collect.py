@@ -1,12 +1,13 @@
-"""A sweep directory as :class:`Run` objects: one per Hydra job dir, named as the paper
-names it, and the runs that differ only in their seed grouped into one
-:class:`Configuration`. Reading never raises for a damaged or unfinished job; it is listed
-as missing."""
+"""Sweep directories as :class:`Run` objects: one per Hydra job dir, named as the paper
+names it, with its final evaluation on each split (``eval.json``: val at the top level,
+the test split under ``test``), its per-image results, its progress and where and how it
+ran. Reading never raises for a damaged or unfinished job; it is listed as missing."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dcvq.config.diff import RESULT_NEUTRAL, as_run, flatten, under
+from dcvq.config.schema import precision_on
 
 #: a run's codebooks in display order (global left, local right); others after these
 CODEBOOK_ORDER = ("global", "local", "codebook")
@@ -44,22 +45,37 @@ QUANTIZER_NAMES = {"GumbelQuantizer": "Gumbel-VQ", "CVQQuantizer": "CVQ"}
 #: row after itself, so a new quantizer needs no entry anywhere.
 PAPER_QUANTIZERS = frozenset({"vq", "s128_s128", "t192_s64", "t64_s192", "t128_s128"})
 DUAL = "Dual Codebook"
+#: the two evaluated splits of a run: ``val`` chose the settings, ``test`` judges them
+VAL, TEST = "val", "test"
 
 
-@dataclass
+def source_of(name: str) -> str:
+    """The source photo of an evaluated image: ``chelsea@0,32`` (a tile of the photo
+    ``chelsea``) -> ``chelsea``; a name without ``@`` (a Fashion-MNIST image) is its own
+    source. Tiles of one photo are not independent samples: intervals resample photos."""
+    return name.split("@", 1)[0]
+
+
+@dataclass(eq=False)  # identity: one object per run dir / row
 class PerImage:
-    """``per_image.csv``: one value per held-out image and metric, in the loader's order."""
+    """One split of ``per_image.csv``: one value per held-out image and metric, in the
+    loader's order."""
 
     names: list[str]
     values: dict[str, np.ndarray]  # metric -> float64 array, len(names)
 
+    @property
+    def sources(self) -> list[str]:
+        """Each image's source photo (:func:`source_of`)."""
+        return [source_of(n) for n in self.names]
 
-@dataclass
+
+@dataclass(eq=False)  # identity: one object per run dir / row
 class Run:
     """One job directory of a sweep."""
 
     path: Path
-    rel: str  # relative to the sweep dir, as printed
+    rel: str  # relative to the sweep dir (or to the sweeps' common folder), as printed
     table: str | None
     dataset: str
     model: str
@@ -72,10 +88,14 @@ class Run:
     problem: str | None = None  # why there are no results
     choices: dict[str, Any] = field(default_factory=dict)  # hydra.runtime.choices
     config: DictConfig | None = None  # .hydra/config.yaml, unresolved
-    per_image: PerImage | None = None  # per_image.csv of the final evaluation
+    #: per_image.csv of the final evaluation, by split name (``val``, ``test``)
+    per_image: dict[str, PerImage] = field(default_factory=dict)
     per_image_problem: str | None = None  # why per_image.csv could not be used
     #: the evaluations in step order: metrics.jsonl, then eval.json's at its step
     history: list[dict[str, Any]] = field(default_factory=list)
+    eval_mtime: float | None = None  # eval.json's: the newer of two duplicates is kept
+    hydra_sweep_dir: str | None = None  # hydra.sweep.dir of a multirun job, as it ran
+    sweep: Path | None = None  # the sweep dir (command-line argument) it was found in
 
     @property
     def ok(self) -> bool:
@@ -85,38 +105,47 @@ class Run:
     def key(self) -> tuple[str, str, str, str, int | None]:
         return (self.dataset, self.model, self.global_, self.local, self.codebook_size)
 
+    # ---- names ---------------------------------------------------------------------
     @property
-    def name(self) -> str:
-        """``T-128/S-128`` for the dual quantizers, the model's name otherwise."""
+    def variant(self) -> str:
+        """``T-128/S-128`` (the dual halves) for a dual quantizer, the model's name
+        (``VQ-GAN``) otherwise."""
         return f"{self.global_}/{self.local}" if self.global_ else self.model
 
     @property
-    def title(self) -> str:
-        """``Dual Codebook T-128/S-128`` or ``VQ-GAN``."""
-        return f"{self.model} {self.name}" if self.global_ else self.model
+    def paper_name(self) -> str:
+        """The row's name in the paper: ``Dual Codebook T-128/S-128`` or ``VQ-GAN``."""
+        return f"{self.model} {self.variant}" if self.global_ else self.model
 
     @property
-    def label(self) -> str:
+    def paper_name_sized(self) -> str:
+        """:attr:`paper_name` with the codebook size: ``VQ-GAN, 512 codes``."""
         size = f", {self.codebook_size} codes" if self.codebook_size else ""
-        return f"{self.title}{size}"
+        return f"{self.paper_name}{size}"
+
+    # ---- its config ----------------------------------------------------------------
+    def setting(self, key: str) -> Any:
+        """A dotted config key's value: ``.hydra/config.yaml`` (resolved where it can
+        be), else eval.json's resolved config; None when neither has it."""
+        value = _select(self.config, key) if self.config is not None else None
+        if value is None:
+            node: Any = (self.results or {}).get("config") or {}
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            value = node
+        return value
 
     @property
     def seed(self) -> int | None:
         """The config's ``seed`` (eval.json's resolved config when the YAML lacks it)."""
-        seed = _select(self.config, "seed") if self.config is not None else None
-        if not isinstance(seed, int):
-            seed = ((self.results or {}).get("config") or {}).get("seed")
-        return seed if isinstance(seed, int) else None
+        seed = self.setting("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
     @property
-    def device(self) -> str:
-        """``trainer.device`` it trained on (``auto`` when the config does not say): from
-        eval.json's config first, since a re-launch that leaves a finished run alone on
-        another device still rewrites its ``.hydra/config.yaml``."""
-        device = (((self.results or {}).get("config") or {}).get("trainer") or {}).get("device")
-        if device is None:
-            device = _select(self.config, "trainer.device")
-        return str(device or "auto")
+    def max_steps(self) -> int | None:
+        """``trainer.max_steps``: the training budget (rows are compared at one)."""
+        steps = self.setting("trainer.max_steps")
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
     @property
     def quantizer(self) -> str:
@@ -128,12 +157,95 @@ class Run:
         """The ``+baseline`` option (``cvq``, ...), "" when none was chosen."""
         return str(self.choices.get("baseline") or "")
 
+    # ---- where and how it ran ------------------------------------------------------
     @property
-    def codebooks(self) -> dict[str, dict[str, Any]]:
-        """eval.json's per-codebook statistics in :data:`CODEBOOK_ORDER`."""
-        books = (self.results or {}).get("codebooks") or {}
+    def device(self) -> str:
+        """``trainer.device`` it trained on (``auto`` when the config does not say): from
+        eval.json's config first, since a re-launch that leaves a finished run alone on
+        another device still rewrites its ``.hydra/config.yaml``."""
+        device = (((self.results or {}).get("config") or {}).get("trainer") or {}).get("device")
+        if device is None:
+            device = _select(self.config, "trainer.device")
+        return str(device or "auto")
+
+    @property
+    def device_type(self) -> str:
+        """The kind of device it ran on (``cpu``, ``cuda``): :attr:`device` without its
+        index; for ``auto``, eval.json's ``device`` where it records one, ``cpu`` for a
+        CPU-only torch build, else ``auto`` (unknown)."""
+        device = self.device
+        if device == "auto":
+            res = self.results or {}
+            hint = res.get("device") or (res.get("versions") or {}).get("device")
+            if hint:
+                device = str(hint)
+            elif self.torch_version.endswith("+cpu"):
+                device = "cpu"
+        return device.split(":")[0]
+
+    @property
+    def torch_version(self) -> str:
+        """``versions.torch`` of its final evaluation ("" for records without it)."""
+        return str(((self.results or {}).get("versions") or {}).get("torch") or "")
+
+    @property
+    def precision(self) -> str:
+        """``trainer.precision`` as it ran on :attr:`device_type` (``auto`` is fp32 on
+        the CPU and bf16 on CUDA; ``dcvq.config.diff.as_run``'s rule)."""
+        precision = (((self.results or {}).get("config") or {}).get("trainer") or {}).get(
+            "precision"
+        ) or _select(self.config, "trainer.precision")
+        if precision is None:
+            return ""
+        kind = self.device_type
+        return precision_on(str(precision), kind) if kind in ("cpu", "cuda") else str(precision)
+
+    @property
+    def wandb_group(self) -> str:
+        """The wandb group its training logged to (``dcvq.logger.wandb``): ``logger.group``
+        when set, else the multirun's ``hydra.sweep.dir``, else its sweep dir."""
+        group = _select(self.config, "logger.group")
+        if isinstance(group, str) and group:
+            return group
+        if self.hydra_sweep_dir and "${" not in self.hydra_sweep_dir:
+            return self.hydra_sweep_dir
+        return _relative_to_cwd(self.sweep or self.path.parent)
+
+    # ---- its results ---------------------------------------------------------------
+    def results_on(self, kind: str) -> dict[str, Any] | None:
+        """eval.json's results on the ``val`` split (its top level) or the ``test``
+        split (its ``test`` section; None where the dataset has none)."""
+        if kind == VAL:
+            return self.results
+        test = (self.results or {}).get(TEST)
+        return test if isinstance(test, dict) else None
+
+    def per_image_on(self, kind: str) -> PerImage | None:
+        """per_image.csv's rows of the ``val`` or ``test`` split."""
+        split = (self.results_on(kind) or {}).get("split")
+        return self.per_image.get(str(split)) if split is not None else None
+
+    def codebooks_on(self, kind: str = VAL) -> dict[str, dict[str, Any]]:
+        """A split's per-codebook statistics in :data:`CODEBOOK_ORDER`."""
+        books = (self.results_on(kind) or {}).get("codebooks") or {}
         names = [n for n in CODEBOOK_ORDER if n in books]
         return {n: books[n] for n in names + [n for n in books if n not in names]}
+
+    @property
+    def codebooks(self) -> dict[str, dict[str, Any]]:
+        """eval.json's per-codebook statistics (val) in :data:`CODEBOOK_ORDER`."""
+        return self.codebooks_on(VAL)
+
+    @property
+    def collapsed(self) -> list[str]:
+        """Codebooks its final evaluation found collapsed: fewer distinct code vectors
+        than half of the codes used (the trainer's warning, ``dcvq/trainer/loop.py``)."""
+        out = []
+        for name, cb in self.codebooks.items():
+            used, distinct = cb.get("used"), cb.get("distinct")
+            if isinstance(used, int) and isinstance(distinct, int) and distinct < used / 2:
+                out.append(name)
+        return out
 
 
 def table_of_experiment(name: str | None) -> str | None:
@@ -151,6 +263,13 @@ def _select(cfg: DictConfig | None, key: str) -> Any:
         return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
     except Exception:  # a damaged config must not stop the report
         return None
+
+
+def _relative_to_cwd(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def describe(cfg: DictConfig, choices: dict[str, Any]) -> tuple[str, str, str, int | None]:
@@ -209,22 +328,38 @@ def _last_json_line(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def read_per_image(path: Path) -> PerImage:
-    """``per_image.csv`` -> :class:`PerImage`; ``ValueError`` naming the file when damaged."""
+def read_per_image(path: Path, split: str = VAL) -> dict[str, PerImage]:
+    """``per_image.csv`` -> ``{split name: PerImage}``; ``ValueError`` naming the file
+    when damaged. Its header is ``split,name,<metric>,...``; files from before the
+    ``split`` column (``name,<metric>,...``) hold one split, ``split``."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         rows = list(reader)
-    if not header or header[0] != "name" or len(header) < 2:
-        raise ValueError(f"{path}: the header must be name,<metric>,... (got {header})")
+    has_split = bool(header) and header[0] == "split"  # type: ignore[index]
+    names_at = 1 if has_split else 0
+    if not header or len(header) < names_at + 2 or header[names_at] != "name":
+        raise ValueError(
+            f"{path}: the header must be split,name,<metric>,... or name,<metric>,..."
+            f" (got {header})"
+        )
     if any(len(r) != len(header) for r in rows):
         raise ValueError(f"{path}: a row has not {len(header)} fields (cut short?)")
-    names = [r[0] for r in rows]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: an image name occurs twice; images are paired by name")
-    table = np.array([[float(v) for v in r[1:]] for r in rows], dtype=np.float64)
-    table = table.reshape(len(rows), len(header) - 1)
-    return PerImage(names, {m: table[:, i] for i, m in enumerate(header[1:])})
+    by_split: dict[str, list[list[str]]] = {}
+    for r in rows:
+        by_split.setdefault(r[0] if has_split else split, []).append(r[names_at:])
+    metrics = header[names_at + 1 :]
+    out = {}
+    for name, part in by_split.items():
+        names = [r[0] for r in part]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"{path}: an image name occurs twice in split {name!r}; images are paired by name"
+            )
+        table = np.array([[float(v) for v in r[1:]] for r in part], dtype=np.float64)
+        table = table.reshape(len(part), len(metrics))
+        out[name] = PerImage(names, {m: table[:, i] for i, m in enumerate(metrics)})
+    return out
 
 
 def read_history(job: Path, results: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -254,18 +389,31 @@ def last_sample(job: Path) -> Path | None:
     return grids[-1] if grids else None
 
 
-def read_run(job: Path, sweep_dir: Path, table: str | None = None) -> Run:
+def _read_hydra(path: Path) -> tuple[dict[str, Any], str | None]:
+    """``(hydra.runtime.choices, hydra.sweep.dir of a multirun job)`` of hydra.yaml."""
+    if not path.is_file():
+        return {}, None
+    hydra = OmegaConf.load(path)
+    node = OmegaConf.select(hydra, "hydra.runtime.choices")
+    choices = OmegaConf.to_container(node, resolve=False) if node is not None else {}
+    sweep = None
+    if str(OmegaConf.select(hydra, "hydra.mode", default="")) == "MULTIRUN":
+        node = OmegaConf.select(hydra, "hydra.sweep", default=None)
+        raw = OmegaConf.to_container(node, resolve=False).get("dir") if node else None  # type: ignore[union-attr]
+        sweep = str(raw) if raw is not None else None
+    return choices, sweep  # type: ignore[return-value]
+
+
+def read_run(job: Path, sweep_dir: Path, table: str | None = None, rel: str | None = None) -> Run:
     """One job dir -> :class:`Run`; never raises for a damaged or unfinished job."""
-    rel = str(job.relative_to(sweep_dir)) if job != sweep_dir else "."
+    if rel is None:
+        rel = str(job.relative_to(sweep_dir)) if job != sweep_dir else "."
     choices: dict[str, Any] = {}
-    hydra_file = job / ".hydra" / "hydra.yaml"
+    hydra_sweep = None
     problem = None
     try:
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        if hydra_file.is_file():
-            node = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices")
-            if node is not None:
-                choices = OmegaConf.to_container(node, resolve=False)  # type: ignore[assignment]
+        choices, hydra_sweep = _read_hydra(job / ".hydra" / "hydra.yaml")
     except Exception as e:  # a damaged job is listed as missing, never a crash
         cfg, problem = OmegaConf.create({}), f"unreadable config: {e}"
     model, g, loc, size = describe(cfg, choices)  # type: ignore[arg-type]
@@ -281,18 +429,22 @@ def read_run(job: Path, sweep_dir: Path, table: str | None = None) -> Run:
         sample=last_sample(job),
         choices=choices,
         config=cfg,  # type: ignore[arg-type]
+        hydra_sweep_dir=hydra_sweep,
+        sweep=sweep_dir,
     )
     eval_file = job / "eval.json"
     if problem is None and eval_file.is_file():
         try:
             run.results = json.loads(eval_file.read_text())
             run.step = run.results.get("step")
+            run.eval_mtime = os.stat(eval_file).st_mtime
         except ValueError as e:
             problem = f"eval.json unreadable: {e}"
     run.history = read_history(job, run.results)
     if run.results is not None and (job / "per_image.csv").is_file():
         try:
-            run.per_image = read_per_image(job / "per_image.csv")
+            split = str(run.results.get("split") or VAL)
+            run.per_image = read_per_image(job / "per_image.csv", split)
         except (OSError, ValueError) as e:
             run.per_image_problem = str(e)
     elif run.results is not None:
@@ -312,137 +464,27 @@ def read_run(job: Path, sweep_dir: Path, table: str | None = None) -> Run:
     return run
 
 
+def _jobs(sweep_dir: Path) -> list[Path]:
+    found = {p.parent.parent for p in sweep_dir.rglob("config.yaml") if p.parent.name == ".hydra"}
+    return sorted(found)
+
+
 def collect(sweep_dir: str | Path, table: str | None = None) -> list[Run]:
     """Every job dir (``.hydra/config.yaml``) at any depth below ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
-    jobs = sorted(
-        {p.parent.parent for p in sweep_dir.rglob("config.yaml") if p.parent.name == ".hydra"}
-    )
-    return [read_run(job, sweep_dir, table) for job in jobs]
+    return [read_run(job, sweep_dir, table) for job in _jobs(sweep_dir)]
 
 
-# ---- seeds of one configuration -------------------------------------------------------
-@dataclass
-class Configuration:
-    """The runs of a sweep that differ only in their seed (and :data:`RESULT_NEUTRAL`): one
-    row of the report. ``runs`` are ordered by seed; ``label`` names the row uniquely in
-    its (table, dataset) section (see :func:`group_runs`)."""
-
-    runs: list[Run]
-    label: str = ""
-
-    @property
-    def finished(self) -> list[Run]:
-        """The runs with an eval.json: the seeds the row's numbers are over."""
-        return [r for r in self.runs if r.ok]
-
-    @property
-    def representative(self) -> Run:
-        """The lowest seed that finished (else the lowest seed): the run shown in figures
-        that show one run per row (reconstructions, usage histograms)."""
-        return (self.finished or self.runs)[0]
-
-    @property
-    def seeds(self) -> list[int | None]:
-        return [r.seed for r in self.finished]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.finished)
-
-    @property
-    def table(self) -> str | None:
-        return self.representative.table
-
-    @property
-    def dataset(self) -> str:
-        return self.representative.dataset
-
-    @property
-    def key(self) -> tuple[str, str, str, str, int | None]:
-        return self.representative.key
-
-    @property
-    def codebook_size(self) -> int | None:
-        return self.representative.codebook_size
-
-    @property
-    def split(self) -> str | None:
-        return (self.representative.results or {}).get("split")
-
-    @property
-    def protocol(self) -> str | None:
-        return (self.representative.results or {}).get("protocol")
-
-    def names(self) -> set[str]:
-        """Every name this row answers to (``--reference``): its label, the run's title
-        and label, the dual halves and the quantizer or baseline option, lower case."""
-        run = self.representative
-        found = {self.label, run.title, run.label, run.name, run.quantizer, run.baseline}
-        return {n.lower() for n in found if n}
-
-
-def result_config(run: Run) -> dict[str, Any]:
-    """The run's config as flat ``{dotted key: value}`` without ``seed`` and
-    :data:`RESULT_NEUTRAL`: what must be equal for two runs to be seeds of one row. From
-    ``.hydra/config.yaml`` (unresolved, as every run has it), else eval.json's ``config``."""
-    tree: Any = None
-    if run.config is not None and len(run.config):
-        tree = OmegaConf.to_container(run.config, resolve=False)
-    elif (run.results or {}).get("config"):
-        tree = run.results["config"]  # type: ignore[index]
-    flat = as_run(flatten(tree)) if isinstance(tree, dict) else {}
-    return {k: v for k, v in flat.items() if not under(k, ("seed", *RESULT_NEUTRAL))}
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value)
-
-
-def _labels(configs: Sequence[Configuration]) -> list[str]:
-    """Row names unique within a section: the paper's name, the codebook size when the
-    section has several, and the config keys that tell apart rows still alike."""
-    sizes = {c.codebook_size for c in configs}
-    base = []
-    for c in configs:
-        run = c.representative
-        size = f", {run.codebook_size} codes" if len(sizes) > 1 and run.codebook_size else ""
-        base.append(f"{run.title}{size}")
-    labels = list(base)
-    for text in set(base):
-        same = [i for i, b in enumerate(base) if b == text]
-        if len(same) < 2:
-            continue
-        flats = [result_config(configs[i].representative) for i in same]
-        keys = sorted({k for f in flats for k in f if len({_show(g.get(k)) for g in flats}) > 1})
-        for i, f in zip(same, flats, strict=True):
-            shown = ", ".join(f"{k}={_show(f.get(k))}" for k in keys[:3])
-            more = f", +{len(keys) - 3} keys" if len(keys) > 3 else ""
-            labels[i] = f"{text} [{shown or configs[i].representative.rel}{more}]"
-    return labels
-
-
-def group_runs(runs: Sequence[Run]) -> list[Configuration]:
-    """Runs of one table and row name (paper name, quantizer and baseline option) that
-    differ only in ``seed`` (and :data:`RESULT_NEUTRAL`) as one :class:`Configuration`
-    each, in order of first appearance, seeds ascending. A run whose config could not be
-    read stays alone."""
-    groups: dict[Any, list[Run]] = {}
-    for run in runs:
-        cfg = result_config(run)
-        ident = json.dumps(cfg, sort_keys=True, default=str) if cfg else f"unreadable:{run.rel}"
-        # the row's name too: two options with the same content are two rows (my_vq, vq)
-        name = (run.key, run.quantizer, run.baseline)
-        groups.setdefault((run.table, run.dataset, name, ident), []).append(run)
-
-    def seed_order(r: Run) -> tuple:
-        return (r.seed is None, r.seed if r.seed is not None else 0, r.rel)
-
-    configs = [Configuration(sorted(g, key=seed_order)) for g in groups.values()]
-    sections: dict[tuple[str | None, str], list[Configuration]] = {}
-    for c in configs:
-        sections.setdefault((c.table, c.dataset), []).append(c)
-    for members in sections.values():
-        for c, label in zip(members, _labels(members), strict=True):
-            c.label = label
-    return configs
+def collect_sweeps(sweep_dirs: Sequence[str | Path], table: str | None = None) -> list[Run]:
+    """:func:`collect` over several sweep dirs (a selection sweep and a final one, say);
+    with more than one, each run is named relative to the folder they share."""
+    dirs = [Path(d) for d in sweep_dirs]
+    if len(dirs) == 1:
+        return collect(dirs[0], table)
+    base = Path(os.path.commonpath([d.resolve() for d in dirs]))
+    runs = []
+    for d in dirs:
+        for job in _jobs(d):
+            rel = str(job.resolve().relative_to(base))
+            runs.append(read_run(job, d, table, rel=rel))
+    return runs

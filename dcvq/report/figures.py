@@ -1,8 +1,9 @@
 """A report's figures, drawn with matplotlib on its Agg canvas (no display, no pyplot
 state): codebook usage by code index as in the paper's Figure 3 and the same inputs
 reconstructed by every row as in its Figure 4 (one run per configuration: its lowest
-seed), each metric per configuration with its 95% interval over seeds, and validation
-PSNR over training steps."""
+seed), each metric per configuration with its 95% interval over seeds, validation PSNR
+over training steps, validation PSNR against the values ``--select`` chose among, and
+PSNR against bits per image (rate-distortion)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,20 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from dcvq.images import split_reconstruction_grid
-from dcvq.report.collect import Configuration, Run
+from dcvq.report.collect import DUAL, TEST, Run
+from dcvq.report.rate import config_bits
+from dcvq.report.rows import Configuration, Value, show_values, steps_text
+from dcvq.report.sections import Section
 from dcvq.report.stats import (
     LAST_FRACTION,
+    NAMES,
     ci95,
     config_gain_last_fifth,
+    estimate,
     psnr_curve,
+    psnr_points,
     seed_values,
 )
-from dcvq.report.tables import HEADERS, Section, fmt
 
 # The paper's Figure 3 draws the global codebook red, local (and VQ-GAN's single codebook)
 # blue. RGB 0-255, as they appear in the PNG.
@@ -40,6 +46,11 @@ PANEL_INCHES = (6.4, 2.2)  # one codebook's usage panel
 MAX_COLUMNS = 512  # usage columns per panel (>= 1 px each): more codes are folded
 FONT_SIZE = 9
 MIN_ROW_PX = 48  # tiny grids are enlarged (pixel-exact) to at least this height
+
+
+def fmt(value: Any, digits: int) -> str:
+    """``value`` to ``digits`` decimals; "?" for none."""
+    return "?" if not isinstance(value, int | float) else f"{value:.{digits}f}"
 
 
 def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
@@ -122,7 +133,9 @@ def usage_panel(ax: Axes, name: str, stats: dict[str, Any]) -> None:
 
 
 def _books(run: Run) -> dict[str, dict[str, Any]]:
-    return {n: b for n, b in run.codebooks.items() if b.get("counts")}
+    """The codebooks of its judged split (test where it has one) that have counts."""
+    books = run.codebooks_on(TEST) or run.codebooks
+    return {n: b for n, b in books.items() if b.get("counts")}
 
 
 def _draw_usage(fig: Figure | SubFigure, run: Run, ncols: int) -> None:
@@ -132,22 +145,13 @@ def _draw_usage(fig: Figure | SubFigure, run: Run, ncols: int) -> None:
         usage_panel(ax, name, stats)
     for ax in axes[len(books) :]:
         ax.set_visible(False)
-    header = f"{run.dataset} · {run.label} · step {run.step} · {run.rel}"
+    header = f"{run.dataset} · {run.paper_name_sized} · step {run.step} · {run.rel}"
     fig.suptitle(header, fontsize=FONT_SIZE + 1, x=0.01, ha="left")
 
 
-def usage_figure(run: Run) -> Figure | None:
-    """One run: a panel per codebook, side by side (global left, local right)."""
-    books = _books(run)
-    if not books:
-        return None
-    fig = new_figure(PANEL_INCHES[0] * len(books), PANEL_INCHES[1], layout="constrained")
-    _draw_usage(fig, run, len(books))
-    return fig
-
-
 def usage_section_figure(runs: Sequence[Run]) -> Figure | None:
-    """Every run of a section, one under another, codebooks in the same columns."""
+    """Every run of a section, one under another, a panel per codebook side by side
+    (global left, local right) in the same columns."""
     runs = [r for r in runs if _books(r)]
     if not runs:
         return None
@@ -180,7 +184,7 @@ def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
             rows.append(("inputs" if not rows else f"inputs of\n{run.rel}", top))
         step = re.search(r"(\d+)", run.sample.stem)
         size = f"{run.codebook_size} codes" if run.codebook_size else "?"
-        text = f"{run.title}\n{size}, step {int(step.group(1)) if step else '?'}"
+        text = f"{run.paper_name}\n{size}, step {int(step.group(1)) if step else '?'}"
         text += f", seed {run.seed}" if run.seed is not None and run.seed != 0 else ""
         text += "" if run.ok else " (unfinished)"
         rows.append((text, bottom))
@@ -205,8 +209,9 @@ def reconstruction_figure(runs: Sequence[Run]) -> Figure | None:
 
 
 # ---- metrics with their intervals over seeds -----------------------------------------
-METRIC_NAMES = HEADERS | {"usage_global": "usage global %", "usage_local": "usage local %"}
-METRIC_NAMES |= {"usage_codebook": "usage %"}
+METRIC_NAMES = NAMES | {"usage_global": "usage global %", "usage_local": "usage local %"}
+METRIC_NAMES |= {"usage_codebook": "usage %", "distinct_global": "distinct global %"}
+METRIC_NAMES |= {"distinct_local": "distinct local %", "distinct_codebook": "distinct %"}
 
 
 def metrics_figure(configs: Sequence[Configuration]) -> Figure | None:
@@ -216,7 +221,8 @@ def metrics_figure(configs: Sequence[Configuration]) -> Figure | None:
     configs = [c for c in configs if c.ok]
     values = [seed_values(c) for c in configs]
     metrics = [m for m in METRIC_NAMES if any(v.get(m) for v in values)]
-    metrics += [m for v in values for m in v if m not in metrics and v[m]]
+    for v in values:  # one panel per metric, however many rows measured it
+        metrics += [m for m in v if v[m] and m not in metrics]
     if not configs or not metrics:
         return None
     labels = [c.label for c in configs]
@@ -250,8 +256,10 @@ def metrics_figure(configs: Sequence[Configuration]) -> Figure | None:
 # ---- validation PSNR over training -----------------------------------------------------
 def psnr_curve_figure(configs: Sequence[Configuration]) -> Figure | None:
     """Validation PSNR over steps, one line per configuration (mean over seeds) with the
-    seeds' min-max band; the last fifth of training shaded and each row's PSNR gain over
-    it in the legend. None when no run has two evaluations."""
+    seeds' min-max band, its budget-check runs (twice the steps) dashed; the last fifth
+    of training shaded and each row's PSNR gain over it in the legend (a picture of
+    convergence: the budget check is the evidence). None when no run has two
+    evaluations."""
     curves = [(c, psnr_curve(c)) for c in configs]
     curves = [(c, cv) for c, cv in curves if cv[0].size >= 2]
     if not curves:
@@ -269,6 +277,10 @@ def psnr_curve_figure(configs: Sequence[Configuration]) -> Figure | None:
         ax.plot(steps, mean, "-o", color=colour, ms=3, lw=1.5, label=text)
         if len(c.finished) > 1:
             ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
+        for j, run in enumerate(r for r in c.budget_runs if r.ok):
+            at, psnr = psnr_points(run)
+            label = f"{c.label} at {steps_text(run.max_steps)} (budget check)" if j == 0 else None
+            ax.plot(at, psnr, "--", color=colour, lw=1.0, label=label)
     ax.set_xlabel("step", fontsize=FONT_SIZE)
     ax.set_ylabel("validation PSNR (dB)", fontsize=FONT_SIZE)
     ax.tick_params(labelsize=FONT_SIZE - 1)
@@ -278,15 +290,139 @@ def psnr_curve_figure(configs: Sequence[Configuration]) -> Figure | None:
     return fig
 
 
+# ---- --select: validation PSNR against the values chosen among ------------------------
+def _log_scale(keys: Sequence[str], values: Sequence[Value]) -> bool:
+    """A learning rate, or positive numbers spanning a decade or more: a log axis."""
+    nums = [v[0] for v in values if isinstance(v[0], int | float) and not isinstance(v[0], bool)]
+    if len(keys) != 1 or len(nums) != len(values) or min(nums, default=0) <= 0:
+        return False
+    return keys[0].rsplit(".", 1)[-1] in ("lr", "base_lr") or max(nums) >= 10 * min(nums)
+
+
+def selection_figure(configs: Sequence[Configuration]) -> Figure | None:
+    """Each row's selection runs: validation PSNR against the selected key's values (a
+    log axis for a learning rate), each run a dot, the mean over seeds a line, the chosen
+    value ringed and collapsed runs (a codebook with fewer distinct vectors than half the
+    codes used) crossed. None when no row chose among two values or more."""
+    rows = [c for c in configs if c.selection is not None and len(c.selection.runs) > 1]
+    if not rows:
+        return None
+    keys = rows[0].selection.keys  # type: ignore[union-attr]
+    values = sorted({v for c in rows for v in c.selection.runs}, key=str)  # type: ignore[union-attr]
+    numeric = len(keys) == 1 and all(
+        isinstance(v[0], int | float) and not isinstance(v[0], bool) for v in values
+    )
+    if numeric:
+        values = sorted(values, key=lambda v: v[0])
+
+    def x_of(v: Value) -> float:
+        return float(v[0]) if numeric else float(values.index(v))
+
+    fig = new_figure(7.0, 4.0, layout="constrained")
+    ax = fig.subplots()
+    collapsed_shown = False
+    for i, c in enumerate(rows):
+        sel = c.selection
+        assert sel is not None
+        colour = f"C{i % 10}"
+        xs, means = [], []
+        for v, runs in sorted(sel.runs.items(), key=lambda kv: x_of(kv[0])):
+            psnr = sel.val_psnr(v)
+            if not psnr:
+                continue
+            xs.append(x_of(v))
+            means.append(float(np.mean(psnr)))
+            ax.plot([x_of(v)] * len(psnr), psnr, ".", color=colour, ms=5)
+            for r in runs:
+                if r.collapsed and isinstance((r.results or {}).get("psnr"), int | float):
+                    ax.plot(x_of(v), r.results["psnr"], "x", color="red", ms=10, mew=2,  # type: ignore[index]
+                            label=None if collapsed_shown else "collapsed run")  # fmt: skip
+                    collapsed_shown = True
+        ax.plot(xs, means, "-", color=colour, lw=1.5, label=c.label)
+        if sel.chosen is not None and sel.val_psnr(sel.chosen):
+            best = float(np.mean(sel.val_psnr(sel.chosen)))
+            ax.plot(x_of(sel.chosen), best, "o", mfc="none", mec=colour, ms=12, mew=1.5)
+    if _log_scale(keys, values):
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks([x_of(v) for v in values], [show_values(keys, v) for v in values],
+                      rotation=30, ha="right", fontsize=FONT_SIZE - 1)  # fmt: skip
+    steps = sorted({c.selection.steps for c in rows if c.selection.steps}, key=int)  # type: ignore[union-attr]
+    at = f" at {', '.join(f'{s:,}' for s in steps)} steps" if steps else ""
+    ax.set_xlabel(", ".join(keys), fontsize=FONT_SIZE)
+    ax.set_ylabel("validation PSNR (dB)", fontsize=FONT_SIZE)
+    ax.set_title(
+        f"selection on the validation split{at}: dots each seed, line the mean,"
+        " ring the chosen value",
+        fontsize=FONT_SIZE,
+    )
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=FONT_SIZE - 1, frameon=False)
+    return fig
+
+
+# ---- rate-distortion: PSNR against bits per image ---------------------------------------
+def _is_vq(c: Configuration) -> bool:
+    r = c.representative
+    return r.model == "VQ-GAN" and r.quantizer in ("vq", "")
+
+
+def rate_figure(configs: Sequence[Configuration]) -> Figure | None:
+    """PSNR on the judged split (mean over seeds, 95% interval over seeds as error bars)
+    against bits per image (log2 axis): VQ-GAN (``vq``) as a curve over its codebook
+    sizes, every other row a labelled point (dual rows in colour). None with fewer than
+    two rows of known rate."""
+    points = []
+    for c in configs:
+        bits, est = config_bits(c), estimate(seed_values(c).get("psnr", []))
+        if c.ok and bits is not None and est.mean is not None:
+            points.append((c, bits, est))
+    if len(points) < 2:
+        return None
+    fig = new_figure(7.0, 4.5, layout="constrained")
+    ax = fig.subplots()
+    vq = sorted((p for p in points if _is_vq(p[0])), key=lambda p: p[1])
+    if vq:
+        ax.errorbar([b for _, b, _ in vq], [e.mean for _, _, e in vq],
+                    yerr=[e.ci95 or 0.0 for _, _, e in vq], fmt="-o", color="0.3", capsize=4,
+                    ms=5, label="VQ-GAN (vq) over codebook sizes")  # fmt: skip
+        for c, b, e in vq:
+            ax.annotate(f"{c.codebook_size}", (b, e.mean), textcoords="offset points",
+                        xytext=(4, -10), fontsize=FONT_SIZE - 2, color="0.3")  # fmt: skip
+    others = [p for p in points if not _is_vq(p[0])]
+    for i, (c, b, e) in enumerate(others):
+        dual = c.representative.model == DUAL
+        colour = f"C{i % 10}" if dual else "0.6"
+        # rows at one rate side by side, a little apart, so that their bars stay readable
+        same = [o for o in others if o[1] == b]
+        shift = 2 ** (0.015 * (same.index((c, b, e)) - (len(same) - 1) / 2))
+        ax.errorbar([b * shift], [e.mean], yerr=[e.ci95 or 0.0], fmt="s" if dual else "^",
+                    color=colour, capsize=4, ms=6, label=c.label)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ticks = sorted({b for _, b, _ in points})
+    ax.set_xticks(ticks, [f"{b:,.0f}" for b in ticks])
+    ax.minorticks_off()
+    splits = sorted({str(c.split) for c, _, _ in points})
+    ax.set_xlabel("bits per image (token positions x sum of log2 codes)", fontsize=FONT_SIZE)
+    ax.set_ylabel(f"PSNR (dB), split {', '.join(splits)}", fontsize=FONT_SIZE)
+    ax.set_title("rate-distortion: mean over seeds, 95% interval over seeds", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=FONT_SIZE - 2, frameon=False, loc="best")
+    return fig
+
+
 #: figure kinds, file name prefixes in the order report.md shows them
-KINDS = ("usage", "reconstructions", "metrics", "psnr")
+KINDS = ("usage", "reconstructions", "metrics", "psnr", "selection", "rate")
 
 
 def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[Path]]:
     """``{section slug: [figures]}`` written to ``fig_dir``: usage and reconstructions
     (one run per configuration, its lowest seed), metrics with intervals (when a row has
-    several seeds: with one seed each the table says it all) and PSNR curves (when a run
-    has two evaluations)."""
+    several seeds: with one seed each the table says it all), PSNR curves (when a run
+    has two evaluations), the selection (when a row chose among values) and
+    rate-distortion (two rows of known rate or more)."""
     written: dict[str, list[Path]] = {}
     # figures of an earlier report (a section that is gone) must not linger beside new ones
     for kind in KINDS:
@@ -300,9 +436,16 @@ def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[P
         )
         several = any(len(c.finished) > 1 for c in section.configs)
         metrics = metrics_figure(section.configs) if several else None
-        psnr = psnr_curve_figure(section.configs)
-        figs = (("usage", usage), ("reconstructions", recon), ("metrics", metrics))
-        for kind, fig in (*figs, ("psnr", psnr)):
+        figs = {
+            "usage": usage,
+            "reconstructions": recon,
+            "metrics": metrics,
+            "psnr": psnr_curve_figure(section.configs),
+            "selection": selection_figure(section.configs),
+            "rate": rate_figure(section.configs),
+        }
+        for kind in KINDS:
+            fig = figs[kind]
             if fig is not None:
                 path = save(fig, fig_dir / f"{kind}_{section.slug}.png")
                 written.setdefault(section.slug, []).append(path)

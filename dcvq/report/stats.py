@@ -1,13 +1,18 @@
 """The report's statistics: 95% intervals over seeds (the runs of one configuration),
 paired comparisons over held-out images (two configurations on the same images), and the
-PSNR a configuration gains over its last fifth of training. Student-t intervals (scipy).
+PSNR a configuration gains over its last fifth of training. Student-t intervals (scipy),
+and the cluster bootstrap over source photos (:mod:`dcvq.report.cluster`).
 
-Two kinds of interval, for two questions. Over seeds (:func:`ci95`, and
+Three intervals, for three questions. Over seeds (:func:`ci95`, and
 :func:`seed_difference` for two configurations): how much a configuration's number moves
 when it is trained again. Over images (:func:`paired`): on these images, does
-configuration A (averaged over its seeds) reconstruct better than B; that interval does
-not include training noise, so with one seed per row it says nothing about a retraining.
-The verdicts ask both.
+configuration A (averaged over its seeds) reconstruct better than B. Over source photos
+(the cluster bootstrap): would it on other photos, the tiles of one photo being drawn
+together. The image interval includes neither training noise nor the photos' own
+correlation; the verdicts ask the photo interval and the seed interval.
+
+Every number is on the row's judged split (:attr:`Configuration.judged`): the test split
+where the runs scored one, else the validation split.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as st
 
-from dcvq.report.collect import CODEBOOK_ORDER, Configuration, PerImage, Run
+from dcvq.report.cluster import ClusterInterval, SourceMean, cluster_intervals, source_means
+from dcvq.report.collect import CODEBOOK_ORDER, PerImage, Run, source_of
+from dcvq.report.rows import Configuration
 
 CONFIDENCE = 0.95
 #: the metrics eval.json and per_image.csv hold, and which way is better
@@ -32,11 +39,15 @@ HIGHER_IS_BETTER = {
     "lpips": False,
     "fid": False,
 }
+#: how the report writes each metric, and to how many decimals
+NAMES = {"fid": "FID", "psnr": "PSNR", "l1": "L1", "l2": "L2", "ssim": "SSIM", "lpips": "LPIPS"}
+DIGITS = {"fid": 2, "psnr": 2, "l1": 4, "l2": 4, "ssim": 4, "lpips": 4}
 #: metrics summarised over seeds (fid and lpips only where measured); usage follows
 SEED_METRICS = ("psnr", "l1", "l2", "ssim", "lpips", "fid")
 #: metrics compared image by image (per_image.csv's columns; FID has no per-image value)
 PAIRED_METRICS = ("psnr", "l1", "l2", "ssim", "lpips")
-#: the final part of training whose PSNR gain tells whether a run had converged
+#: the final part of training whose PSNR gain the curves show (a picture of convergence;
+#: the evidence is the budget check, :mod:`dcvq.report.budget`)
 LAST_FRACTION = 0.2
 
 
@@ -78,23 +89,26 @@ def estimate(values: Sequence[Any]) -> Estimate:
     return Estimate(float(np.mean(x)) if x else None, ci95(x), tuple(x))
 
 
-def seed_values(config: Configuration) -> dict[str, list[float]]:
-    """Per metric, the value of each finished seed: :data:`SEED_METRICS` that some seed
+def seed_values(config: Configuration, kind: str | None = None) -> dict[str, list[float]]:
+    """Per metric, the value of each finished seed on the ``kind`` split (``val`` or
+    ``test``; default: the row's judged split): :data:`SEED_METRICS` that some seed
     measured, ``usage_<codebook>`` (percent of codes used) and, where measured,
     ``distinct_<codebook>`` (percent of codes used and distinct) per codebook, then the token
     prior's ``prior_bits_per_token`` (and per codebook, and ``prior_fid``) where measured."""
     runs = config.finished
+    kind = kind or config.judged
     out: dict[str, list[float]] = {}
     for m in SEED_METRICS:
-        values = finite([(r.results or {}).get(m) for r in runs])
+        values = finite([(r.results_on(kind) or {}).get(m) for r in runs])
         if values:
             out[m] = values
-    books = [n for n in CODEBOOK_ORDER if any(n in r.codebooks for r in runs)]
-    books += [n for r in runs for n in r.codebooks if n not in books]
+    books_of = [r.codebooks_on(kind) for r in runs]
+    books = [n for n in CODEBOOK_ORDER if any(n in b for b in books_of)]
+    books += [n for b in books_of for n in b if n not in books]
     for name in dict.fromkeys(books):
-        out[f"usage_{name}"] = finite([r.codebooks.get(name, {}).get("usage") for r in runs])
+        out[f"usage_{name}"] = finite([b.get(name, {}).get("usage") for b in books_of])
         # distinct code vectors among the used ones (eval.json from before had none)
-        distinct = finite([r.codebooks.get(name, {}).get("distinct_usage") for r in runs])
+        distinct = finite([b.get(name, {}).get("distinct_usage") for b in books_of])
         if distinct:
             out[f"distinct_{name}"] = distinct
     # the token prior trained after the tokenizer (train.py prior=...): eval.json's section
@@ -195,48 +209,80 @@ def paired(metric: str, a: np.ndarray, b: np.ndarray) -> Paired:
     return Paired(metric, d.size, mean, low, high, float(a.mean()), float(b.mean()))
 
 
+def combined_outcome(cluster: str, seeds: str | None) -> str:
+    """A pair's outcome on one metric: ``better`` (``worse``) when the interval over
+    source photos and the interval over seeds both exclude 0 on that side, else
+    ``inconclusive`` (also without an interval over seeds: one seed)."""
+    return cluster if seeds is not None and cluster == seeds else "inconclusive"
+
+
 @dataclass
 class Comparison:
-    """One configuration against its reference, image by image."""
+    """One configuration against its reference: image by image (with the image and the
+    source-photo intervals) and over seeds, on the rows' judged split."""
 
     config: Configuration
     reference: Configuration
-    metrics: dict[str, Paired] = field(default_factory=dict)
-    seeds: dict[str, SeedDifference] = field(default_factory=dict)  # the same, over seeds
+    metrics: dict[str, Paired] = field(default_factory=dict)  # over images
+    cluster: dict[str, ClusterInterval] = field(default_factory=dict)  # over source photos
+    seeds: dict[str, SeedDifference] = field(default_factory=dict)  # over seeds
+    per_source: dict[str, list[SourceMean]] = field(default_factory=dict)
     n_images: int = 0
     n_seeds: int = 0
     n_seeds_reference: int = 0
     notes: list[str] = field(default_factory=list)
+    device_flag: str | None = None  # the rows trained on different devices / torch
     problem: str | None = None  # why there are no numbers
 
     @property
     def ok(self) -> bool:
         return self.problem is None and bool(self.metrics)
 
+    @property
+    def n_sources(self) -> int:
+        return max((c.n_sources for c in self.cluster.values()), default=0)
+
+    def cluster_outcome(self, metric: str) -> str:
+        c = self.cluster.get(metric)
+        if c is None:
+            return "inconclusive"
+        return side_of_zero(c.low, c.high, HIGHER_IS_BETTER.get(metric, True))
+
+    def seed_outcome(self, metric: str) -> str | None:
+        """``better`` / ``worse`` / ``inconclusive`` over seeds; None for one seed."""
+        s = self.seeds.get(metric)
+        return s.outcome if s is not None and s.low is not None else None
+
+    def outcome(self, metric: str) -> str:
+        """:func:`combined_outcome` of the photo and seed intervals."""
+        return combined_outcome(self.cluster_outcome(metric), self.seed_outcome(metric))
+
 
 def seed_mean_per_image(config: Configuration) -> tuple[PerImage | None, list[str], str | None]:
-    """``(per-image values averaged over the finished seeds, notes, problem)``.
+    """``(per-image values averaged over the finished seeds, notes, problem)`` on the
+    row's judged split.
 
     Seeds are aligned by image name; images some seed lacks are left out (noted)."""
-    runs: list[Run] = [r for r in config.finished if r.per_image is not None]
+    kind = config.judged
+    found = [(r, r.per_image_on(kind)) for r in config.finished]
+    runs = [(r, pi) for r, pi in found if pi is not None]
     if not runs:
         why = next((r.per_image_problem for r in config.finished if r.per_image_problem), None)
+        if why is None and config.finished:
+            why = f"per_image.csv has no rows of split `{config.split}`"
         return None, [], f"{config.label}: no per-image results ({why or 'no finished run'})"
-    first = runs[0].per_image
-    assert first is not None
-    common = set(first.names).intersection(*(r.per_image.names for r in runs[1:]))  # type: ignore[union-attr]
+    first = runs[0][1]
+    common = set(first.names).intersection(*(pi.names for _, pi in runs[1:]))
     names = [n for n in first.names if n in common]
     notes = []
-    if any(len(r.per_image.names) != len(names) for r in runs):  # type: ignore[union-attr]
+    if any(len(pi.names) != len(names) for _, pi in runs):
         notes.append(
             f"{config.label}: its seeds evaluated different images; the {len(names)}"
             " they share are used"
         )
-    metrics = [m for m in first.values if all(m in r.per_image.values for r in runs)]  # type: ignore[union-attr]
+    metrics = [m for m in first.values if all(m in pi.values for _, pi in runs)]
     stacks: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
-    for r in runs:
-        pi = r.per_image
-        assert pi is not None
+    for _, pi in runs:
         index = {n: i for i, n in enumerate(pi.names)}
         order = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
         for m in metrics:
@@ -244,10 +290,22 @@ def seed_mean_per_image(config: Configuration) -> tuple[PerImage | None, list[st
     return PerImage(names, {m: np.mean(v, axis=0) for m, v in stacks.items()}), notes, None
 
 
+def device_difference(config: Configuration, reference: Configuration) -> str | None:
+    """``cuda · torch 2.11 against cpu · torch 2.14`` when the two rows did not train on
+    one device type and torch version; None when they did."""
+    if config.devices == reference.devices:
+        return None
+    return f"{config.device_text} against {reference.device_text}"
+
+
 def compare(config: Configuration, reference: Configuration) -> Comparison:
     """``config - reference`` per image (each averaged over its seeds), for every metric
-    of :data:`PAIRED_METRICS` both measured, on the images both evaluated (by name)."""
-    out = Comparison(config, reference)
+    of :data:`PAIRED_METRICS` both measured, on the images both evaluated (by name) of
+    the rows' judged split; with the interval over source photos and over seeds. Made
+    once per pair (kept on ``config``)."""
+    if id(reference) in config.compared:
+        return config.compared[id(reference)]
+    out = config.compared[id(reference)] = Comparison(config, reference)
     for what, a, b in (
         ("split", config.split, reference.split),
         ("protocol", config.protocol, reference.protocol),
@@ -255,14 +313,21 @@ def compare(config: Configuration, reference: Configuration) -> Comparison:
         if a != b:
             out.problem = f"not comparable: {what} `{a}` against the reference's `{b}`"
             return out
+    out.device_flag = device_difference(config, reference)
+    if config.max_steps != reference.max_steps:
+        out.notes.append(
+            f"trained for different budgets: {config.max_steps} against {reference.max_steps} steps"
+        )
     mine, notes, problem = seed_mean_per_image(config)
     ref, ref_notes, ref_problem = seed_mean_per_image(reference)
-    out.notes = notes + ref_notes
+    out.notes += notes + ref_notes
     if mine is None or ref is None:
         out.problem = problem or ref_problem
         return out
-    out.n_seeds = sum(r.per_image is not None for r in config.finished)
-    out.n_seeds_reference = sum(r.per_image is not None for r in reference.finished)
+    out.n_seeds = sum(r.per_image_on(config.judged) is not None for r in config.finished)
+    out.n_seeds_reference = sum(
+        r.per_image_on(reference.judged) is not None for r in reference.finished
+    )
     ref_index = {n: i for i, n in enumerate(ref.names)}
     keep = [i for i, n in enumerate(mine.names) if n in ref_index]
     if not keep:
@@ -278,14 +343,19 @@ def compare(config: Configuration, reference: Configuration) -> Comparison:
         )
     ref_order = np.array([ref_index[mine.names[i]] for i in keep], dtype=np.int64)
     keep_idx = np.array(keep, dtype=np.int64)
+    sources = [source_of(mine.names[i]) for i in keep]
     mine_seeds, ref_seeds = seed_values(config), seed_values(reference)
+    diffs = {}
     for m in PAIRED_METRICS:
         if m in mine.values and m in ref.values:
             a, b = mine.values[m][keep_idx], ref.values[m][ref_order]
             if (np.isfinite(a) & np.isfinite(b)).any():
                 out.metrics[m] = paired(m, a, b)
+                diffs[m] = np.where(np.isfinite(a) & np.isfinite(b), a - b, np.nan)
+                out.per_source[m] = source_means(diffs[m], sources)
         if mine_seeds.get(m) and ref_seeds.get(m):
             out.seeds[m] = seed_difference(m, mine_seeds[m], ref_seeds[m])
+    out.cluster = cluster_intervals(diffs, sources) if diffs else {}
     out.n_images = len(keep)
     return out
 
@@ -298,7 +368,8 @@ def find_reference(
     ``name`` (``--reference``): a row answering to it (:meth:`Configuration.names`), the
     one with ``config``'s codebook size when there are several. Default: VQ-GAN, the
     ``vq`` option at ``config``'s codebook size when there is one, else the first VQ-GAN
-    row. None when there is none, or when it is ``config`` itself."""
+    row. Among equals, one trained on ``config``'s device and torch version. None when
+    there is none, or when it is ``config`` itself."""
     rows = [c for c in section if c.ok]
     if name is not None:
         found = [c for c in rows if name.lower() in c.names()]
@@ -307,7 +378,9 @@ def find_reference(
         plain = [c for c in found if c.representative.quantizer in ("vq", "")]
         found = plain + [c for c in found if c not in plain]
     same = [c for c in found if c.codebook_size == config.codebook_size]
-    chosen = (same or found or [None])[0]
+    candidates = same or found
+    here = [c for c in candidates if c.devices == config.devices]
+    chosen = (here or candidates or [None])[0]
     return None if chosen is config else chosen
 
 

@@ -1,21 +1,27 @@
 """The paper's claims, each judged on the sweep's own rows: **supported**, **contradicted**
-or **inconclusive at this scale**, with the numbers behind the verdict.
+or **inconclusive at this scale**, with the numbers behind the verdict; or *no verdict*,
+and why, when the sweep lacks the evidence a verdict needs.
 
-Paired claims ("A is better than B") compare A and B within one (table, dataset)
-section in two ways (:func:`dcvq.report.stats.compare`): image by image, on the held-out
-images both evaluated (each row averaged over its seeds: the 95% paired interval of
-A − B), and over seeds (the difference of the rows' means with Welch's 95% interval: what
-retraining moves, which the first interval does not see). For each pair and metric, an
-interval is *better* when it lies wholly on A's better side of 0, *worse* when wholly on
-the other side; the pair is *better* (*worse*) when both intervals are, or, where a row
-has a single seed (no interval over seeds), when the image interval is (said in the
-evidence); *inconclusive* otherwise. A claim is
+Paired claims ("A is better than B") compare A and B within one (table, dataset) section
+(:func:`dcvq.report.stats.compare`) on the rows' judged split, in two ways that must
+agree: over **source photos** (the cluster bootstrap of the paired per-image differences,
+each row averaged over its seeds: would A beat B on other photos) and over **seeds**
+(Welch's interval of the difference of the rows' means: would it after retraining). For
+each pair and metric the pair is *better* (*worse*) when both intervals exclude 0 on
+A's better (worse) side, *inconclusive* otherwise. A claim is
 
 - **contradicted** when any of its pairs is worse on any of its metrics,
 - **supported** when every pair is better on every metric (and every pair was measured),
 - **inconclusive at this scale** otherwise;
 - **not run** when the sweep lacks the rows; **not measured** when the rows exist but
   none has per-image results (``per_image.csv``).
+
+**No verdict** (and why; the intervals' indication is still printed, never in bold)
+when the evidence falls short: a row with fewer than 3 seeds (an interval over seeds
+needs them; 2 for the usage claim), rows without a test split (their numbers are on the
+validation split, which also chose the settings), or, for the decisive claims (dual
+against VQ-GAN, transformer against plain, dual against VQ-GAN at equal rate), a budget
+check (:mod:`dcvq.report.budget`) that was not run or whose difference flipped.
 
 The usage claim is judged on each dual row's mean usage over seeds (see :func:`usage`).
 """
@@ -25,29 +31,47 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dcvq.report.collect import DUAL, Configuration
-from dcvq.report.stats import HIGHER_IS_BETTER, compare, estimate, seed_values
+from dcvq.report.budget import FLIPPED, KEPT, budget_check
+from dcvq.report.budget import NOT_RUN as BUDGET_NOT_RUN
+from dcvq.report.cluster import METHOD as CLUSTER_METHOD
+from dcvq.report.collect import DUAL, TEST
+from dcvq.report.rate import config_bits, interpolate
+from dcvq.report.rows import Configuration
+from dcvq.report.stats import (
+    DIGITS,
+    HIGHER_IS_BETTER,
+    NAMES,
+    Comparison,
+    compare,
+    estimate,
+    seed_values,
+)
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive at this scale"
+NO_VERDICT = "no verdict"
 NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
+#: the outcomes that are verdicts (printed in bold)
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 #: the reconstruction metrics the paper's ablation claims are about (FID has no
 #: per-image value to pair)
 RECONSTRUCTION = ("l1", "l2", "psnr")
+#: seeds per row below which there is no verdict: over seeds, and for the usage claim
+MIN_SEEDS = 3
+MIN_SEEDS_USAGE = 2
 #: usage thresholds (percent of codes used, each codebook)
 USAGE_SUPPORTED = 95.0
 USAGE_CONTRADICTED = 80.0
 PAIRED_RULE = (
-    "for each pair and metric, the 95% paired t-interval over images of (claimed better −"
-    " other) and the 95% Welch interval over seeds of the same difference must both"
-    " exclude 0 on one side (the image interval alone where a row has one seed): supported"
-    " if every pair was measured and is better on every metric, contradicted if any is"
-    " worse, else inconclusive"
+    "for each pair and metric, the 95% interval over source photos (cluster bootstrap) of"
+    " (claimed better − other) and the 95% Welch interval over seeds of the same difference"
+    " must both exclude 0 on one side: supported if every pair was measured and is better"
+    " on every metric, contradicted if any is worse, else inconclusive. No verdict below"
+    f" {MIN_SEEDS} seeds per row, without a test split, or (decisive claims) unless the"
+    " difference keeps its sign at twice the budget"
 )
-NAMES = {"psnr": "PSNR", "l1": "L1", "l2": "L2", "ssim": "SSIM", "lpips": "LPIPS"}
-DIGITS = {"psnr": 2, "l1": 4, "l2": 4, "ssim": 4, "lpips": 4}
 
 
 @dataclass
@@ -55,9 +79,22 @@ class Verdict:
     """One claim of the paper and what the sweep says about it."""
 
     claim: str
-    outcome: str  # SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN or NOT_MEASURED
+    outcome: str  # one of VERDICTS, NO_VERDICT, NOT_RUN or NOT_MEASURED
     rule: str
     evidence: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why there is no verdict
+    indication: str | None = None  # what the numbers alone say (with NO_VERDICT)
+    budget: str | None = None  # kept / flipped / not run (decisive claims)
+
+    @property
+    def shown(self) -> str:
+        """The outcome as report.md prints it: a verdict in bold, anything else plain."""
+        if self.outcome in VERDICTS:
+            return f"**{self.outcome}**"
+        if self.outcome == NO_VERDICT:
+            said = f"; the numbers alone say: {self.indication}" if self.indication else ""
+            return f"no verdict ({'; '.join(self.reasons)}){said}"
+        return self.outcome
 
 
 Pair = tuple[Configuration, Configuration]  # (claimed better, other)
@@ -91,14 +128,66 @@ def _fmt(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:+.{digits}f}"
 
 
-def paired_claim(claim: str, pairs: Sequence[Pair], metrics: Sequence[str]) -> Verdict:
+def _interval(low: float | None, high: float | None, d: int) -> str:
+    return "—" if low is None else f"[{_fmt(low, d)}, {_fmt(high, d)}]"
+
+
+def metric_evidence(comp: Comparison, m: str) -> str:
+    """``ΔPSNR +2.53: images [+2.35, +2.71], photos [+1.9, +3.1], seeds [+2.33, +2.74]
+    (higher is better): better``."""
+    p, c, s = comp.metrics[m], comp.cluster.get(m), comp.seeds.get(m)
+    d = DIGITS.get(m, 4)
+    photos = _interval(c.low, c.high, d) if c is not None else "—"
+    if c is not None and c.low is None:
+        photos = f"— (one source photo of {c.n_images:,} images)"
+    seeds = _interval(s.low, s.high, d) if s is not None and s.low is not None else "— (one seed)"
+    return (
+        f"Δ{NAMES.get(m, m)} {_fmt(p.mean_diff, d)}: images {_interval(p.low, p.high, d)},"
+        f" photos {photos}, seeds {seeds}"
+        f" ({'higher' if HIGHER_IS_BETTER.get(m, True) else 'lower'} is better):"
+        f" {comp.outcome(m)}"
+    )
+
+
+def _evidence_reasons(rows: Sequence[Configuration], min_seeds: int) -> list[str]:
+    """Why rows fall short of a verdict: too few seeds, no test split."""
+    out = []
+    for c in dict.fromkeys(rows):
+        n = len(c.finished)
+        if n < min_seeds:
+            out.append(f"{c.label} has {n} seed{'s' * (n != 1)}, a verdict needs {min_seeds}")
+    val = [c for c in dict.fromkeys(rows) if c.judged != TEST]
+    if val:
+        out.append(
+            f"no test split ({len(val)} row{'s' * (len(val) != 1)} on `{val[0].split}`, the"
+            " split that also chose the settings)"
+        )
+    return out
+
+
+def _budget_status(statuses: Sequence[str]) -> str:
+    if FLIPPED in statuses:
+        return FLIPPED
+    return KEPT if statuses and all(s == KEPT for s in statuses) else BUDGET_NOT_RUN
+
+
+def paired_claim(
+    claim: str,
+    pairs: Sequence[Pair],
+    metrics: Sequence[str],
+    decisive: bool = False,
+    unpaired: Sequence[str] = (),
+) -> Verdict:
     """Judge ``claim`` on ``pairs`` of (claimed better, other) over ``metrics`` by the
-    paired rule of this module's docstring."""
-    if not pairs:
+    paired rule of this module's docstring; ``decisive`` claims also need the budget
+    check. ``unpaired``: evidence lines of rows the claim has no partner for (each one
+    stands in the way of a verdict)."""
+    if not pairs and not unpaired:
         return Verdict(claim, NOT_RUN, PAIRED_RULE)
     outcomes: list[str] = []
     evidence = []
     unmeasured = 0
+    budgets = []
     for better, other in pairs:
         comp = compare(better, other)
         head = f"{_where(better)}: {better.label} − {other.label}"
@@ -108,42 +197,49 @@ def paired_claim(claim: str, pairs: Sequence[Pair], metrics: Sequence[str]) -> V
             continue
         parts = []
         for m in metrics:
-            p = comp.metrics.get(m)
-            if p is None:
+            if m not in comp.metrics:
                 unmeasured += 1
                 parts.append(f"{NAMES.get(m, m)} not measured")
                 continue
-            seeds = comp.seeds.get(m)
-            over_seeds = seeds is not None and seeds.low is not None
-            outcome = p.outcome
-            if over_seeds and seeds.outcome != p.outcome:
-                outcome = "inconclusive"
-            outcomes.append(outcome)
-            d = DIGITS.get(m, 4)
-            if over_seeds:
-                seed_part = (
-                    f"over seeds {_fmt(seeds.mean_diff, d)} [{_fmt(seeds.low, d)},"
-                    f" {_fmt(seeds.high, d)}]"
-                )
-            else:
-                seed_part = "one seed: retraining noise not measured"
-            parts.append(
-                f"Δ{NAMES.get(m, m)} {_fmt(p.mean_diff, d)} [{_fmt(p.low, d)}, {_fmt(p.high, d)}]"
-                f", {seed_part}"
-                f" ({'higher' if HIGHER_IS_BETTER.get(m, True) else 'lower'} is better):"
-                f" {outcome}"
-            )
-        seeds = f"seeds: {comp.n_seeds} vs {comp.n_seeds_reference}, images: {comp.n_images:,}"
-        evidence.append(f"{head}: {'; '.join(parts)} ({seeds})")
+            outcomes.append(comp.outcome(m))
+            parts.append(metric_evidence(comp, m))
+        text = f"{head}: {'; '.join(parts)} (seeds: {comp.n_seeds} vs {comp.n_seeds_reference},"
+        text += f" images: {comp.n_images:,} from {comp.n_sources:,} source photos)"
+        if comp.device_flag:
+            text += f"; trained on different devices: {comp.device_flag}"
+        if decisive:
+            check = budget_check(better, other, metrics)
+            budgets.append(check.status)
+            text += f"; {check.describe()}"
+        evidence.append(text)
+    evidence += list(unpaired)
     if not outcomes:
-        outcome = NOT_MEASURED
+        outcome = NOT_MEASURED if pairs else NO_VERDICT
     elif "worse" in outcomes:
         outcome = CONTRADICTED
-    elif all(o == "better" for o in outcomes) and not unmeasured:
+    elif all(o == "better" for o in outcomes) and not unmeasured and not unpaired:
         outcome = SUPPORTED
     else:
         outcome = INCONCLUSIVE
-    return Verdict(claim, outcome, PAIRED_RULE, evidence)
+    verdict = Verdict(claim, outcome, PAIRED_RULE, evidence)
+    if outcome == NOT_MEASURED:
+        return verdict
+    reasons = _evidence_reasons([c for pair in pairs for c in pair], MIN_SEEDS)
+    if unpaired:
+        n = len(unpaired)
+        reasons.append(f"{n} row{'s' * (n != 1)} without a partner to compare with")
+    if decisive and pairs:
+        verdict.budget = _budget_status(budgets)
+        if verdict.budget == FLIPPED:
+            reasons.append("budget check: flipped (the rows were not trained out)")
+        elif verdict.budget == BUDGET_NOT_RUN:
+            steps = [a.max_steps for a, _ in pairs if a.max_steps is not None]
+            at = f" (trainer.max_steps={2 * steps[0]})" if steps else ""
+            reasons.append(f"budget check: not run: train each row again at twice its budget{at}")
+    if reasons:
+        verdict.outcome, verdict.reasons = NO_VERDICT, reasons
+        verdict.indication = outcome if outcomes else None
+    return verdict
 
 
 def dual_beats_vq(sections: Sequence[Sequence[Configuration]]) -> Verdict:
@@ -160,7 +256,44 @@ def dual_beats_vq(sections: Sequence[Sequence[Configuration]]) -> Verdict:
         " same codebook size)",
         pairs,
         RECONSTRUCTION,
+        decisive=True,
     )
+
+
+def _psnr_mean(c: Configuration) -> float | None:
+    return estimate(seed_values(c).get("psnr", [])).mean
+
+
+def dual_beats_vq_at_equal_rate(sections: Sequence[Sequence[Configuration]]) -> Verdict:
+    """Every Dual Codebook row against the VQ-GAN (``vq``) row of the same bits per image
+    (two 128-code codebooks: 14 bits a position, as one of 16,384 codes)."""
+    claim = (
+        "Dual Codebook beats VQ-GAN at equal rate on L1, L2 and PSNR (each dual row against"
+        " vq at the same bits per image)"
+    )
+    pairs, unpaired = [], []
+    for section in sections:
+        vq = {config_bits(c): c for c in _vq(section).values() if config_bits(c) is not None}
+        curve = [(b, p) for b, c in vq.items() if (p := _psnr_mean(c)) is not None]
+        for c in section:
+            if not (c.ok and c.representative.model == DUAL):
+                continue
+            bits = config_bits(c)
+            if bits is None:
+                unpaired.append(f"{_where(c)}: {c.label}: no verdict: its bits per image unknown")
+            elif bits in vq:
+                pairs.append((c, vq[bits]))
+            else:
+                text = f"{_where(c)}: {c.label}: no verdict: no VQ-GAN row at {bits:,.0f} bits"
+                text += " per image"
+                guess, mine = interpolate(curve, bits), _psnr_mean(c)  # type: ignore[arg-type]
+                if guess is not None and mine is not None:
+                    text += (
+                        f" (interpolation, not a verdict: the VQ-GAN curve gives {guess:.2f} dB"
+                        f" there, this row {mine:.2f} dB)"
+                    )
+                unpaired.append(text)
+    return paired_claim(claim, pairs, RECONSTRUCTION, decisive=True, unpaired=unpaired)
 
 
 def _same_size_pairs(
@@ -180,6 +313,7 @@ def transformer_beats_plain(sections: Sequence[Sequence[Configuration]]) -> Verd
         " S-128/S-128 on L1, L2 and PSNR",
         _same_size_pairs(sections, ("T-128", "S-128"), ("S-128", "S-128")),
         RECONSTRUCTION,
+        decisive=True,
     )
 
 
@@ -219,13 +353,15 @@ def usage(sections: Sequence[Sequence[Configuration]]) -> Verdict:
     rule = (
         f"mean usage over seeds of each codebook of every dual row (codes used and distinct,"
         f" where measured): all ≥ {USAGE_SUPPORTED:g}% supported, any < {USAGE_CONTRADICTED:g}%"
-        " contradicted, else inconclusive"
+        f" contradicted, else inconclusive; no verdict below {MIN_SEEDS_USAGE} seeds per row"
+        " or without a test split"
     )
-    evidence, lows = [], []
+    evidence, lows, rows = [], [], []
     for section in sections:
         for c in section:
             if not (c.ok and c.representative.model == DUAL):
                 continue
+            rows.append(c)
             values = seed_values(c)
             parts = []
             for book in ("global", "local"):
@@ -248,12 +384,17 @@ def usage(sections: Sequence[Sequence[Configuration]]) -> Verdict:
         outcome = SUPPORTED
     else:
         outcome = INCONCLUSIVE
-    return Verdict(claim, outcome, rule, evidence)
+    verdict = Verdict(claim, outcome, rule, evidence)
+    reasons = _evidence_reasons(rows, MIN_SEEDS_USAGE)
+    if reasons:
+        verdict.outcome, verdict.reasons, verdict.indication = NO_VERDICT, reasons, outcome
+    return verdict
 
 
 #: the claims, in the order report.md lists them
 CLAIMS: tuple[Callable[[Sequence[Sequence[Configuration]]], Verdict], ...] = (
     dual_beats_vq,
+    dual_beats_vq_at_equal_rate,
     transformer_beats_plain,
     larger_global_half,
     larger_codebook,
@@ -267,23 +408,44 @@ def judge_claims(sections: Sequence[Sequence[Configuration]]) -> list[Verdict]:
     return [judge(sections) for judge in CLAIMS]
 
 
-def render_verdicts(found: Sequence[Verdict]) -> list[str]:
+def split_statement(rows: Sequence[Configuration]) -> str:
+    """Which split the numbers and verdicts are on, said once."""
+    done = [c for c in rows if c.ok]
+    if not done:
+        return "No finished run yet: no numbers, no verdicts."
+    if all(c.judged == TEST for c in done):
+        splits = ", ".join(sorted({f"`{c.split}`" for c in done}))
+        return (
+            f"Numbers and verdicts are on the test split ({splits}); settings were chosen"
+            " on the validation split."
+        )
+    val = sorted({f"`{c.split}`" for c in done if c.judged != TEST})
+    return (
+        f"**No test split** for {len([c for c in done if c.judged != TEST])} of {len(done)}"
+        f" rows: their numbers are on the validation split ({', '.join(val) or '—'}), the"
+        " split that also chose the settings, so no verdict is given on them."
+    )
+
+
+def render_verdicts(found: Sequence[Verdict], rows: Sequence[Configuration] = ()) -> list[str]:
     """The ``## Verdicts`` section of report.md; nothing when no claim's rows were run."""
     if all(v.outcome == NOT_RUN for v in found):
         return []
     out = [
         "## Verdicts",
         "",
+        *([split_statement(rows), ""] if rows else []),
         "The paper's claims judged on this sweep's rows. Paired claims compare two rows"
         " image by image within one table and dataset, each row averaged over its seeds;"
-        f" rule: {PAIRED_RULE}. Numbers: Δ = claimed better − other, mean over images"
-        " [95% interval]. An interval over images does not include seed-to-seed"
-        " variation: read the seed counts.",
+        f" rule: {PAIRED_RULE}. Numbers: Δ = claimed better − other, mean over images, with"
+        " its 95% intervals over images (paired t, for reference), over source photos"
+        f" ({CLUSTER_METHOD}) and over seeds (Welch).",
         "",
     ]
     for v in found:
         rule = "" if v.rule == PAIRED_RULE else f" Rule: {v.rule}."
-        out.append(f"- {v.claim}: **{v.outcome}**.{rule}")
+        budget = f" Budget check: {v.budget}." if v.budget and v.outcome in VERDICTS else ""
+        out.append(f"- {v.claim}: {v.shown}.{budget}{rule}")
         out += [f"  - {e}" for e in v.evidence]
     out.append("")
     return out

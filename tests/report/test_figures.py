@@ -41,7 +41,7 @@ def test_figures_of_a_sweep_with_seeds(tmp_path, make_run):
     rep = rp.report(tmp_path)
     names = sorted(p.name for p in rep.figures)
     assert names == [
-        f"{k}_table2-samples.png" for k in ("metrics", "psnr", "reconstructions", "usage")
+        f"{k}_table2-samples.png" for k in ("metrics", "psnr", "rate", "reconstructions", "usage")
     ]
     for path in rep.figures:
         with Image.open(path) as im:

@@ -45,7 +45,7 @@ def sweep(tmp_path_factory, make_run, fakes):
     job = make_run(root, "t192", "t192_s64")
     res = json.loads((job / "eval.json").read_text())
     (job / "eval.json").write_text(json.dumps(res | {"split": "test"}))
-    return root, values, rp.report(root)
+    return root, values, rp.report(root, draw=False)
 
 
 def test_summary_has_mean_and_t_interval_over_seeds(sweep):
@@ -77,22 +77,46 @@ def test_summary_has_mean_and_t_interval_over_seeds(sweep):
     assert {r["device"] for r in rows(rep.csv)} == {"auto"}
 
 
-def test_a_row_trained_on_several_devices_says_where(tmp_path, make_run):
-    for seed, device in enumerate(("cuda", "cpu", "cpu")):
-        make_run(tmp_path, f"vq_{seed}", "vq", seed=seed, extra={"trainer.device": device})
+def test_runs_on_several_devices_are_not_pooled_without_the_flag(tmp_path, make_run):
+    """One row per device type and torch version; --pool-devices pools them, and says so
+    under the table; a comparison across devices is flagged."""
+    for seed, (device, torch) in enumerate((("cuda", "2.11"), ("cpu", "2.14"), ("cpu", "2.14"))):
+        make_run(tmp_path, f"vq_{seed}", "vq", seed=seed, device=device, torch=torch)
+    make_run(tmp_path, "t128", "t128_s128", device="cpu", torch="2.14")
     # a CPU re-launch leaves the finished GPU run alone but rewrites its .hydra config:
     # the device it trained on is eval.json's
     hydra_cfg = tmp_path / "vq_0" / ".hydra" / "config.yaml"
     hydra_cfg.write_text(hydra_cfg.read_text().replace("device: cuda", "device: cpu"))
-    rep = rp.report(tmp_path)
-    assert [(r["run"], r["device"]) for r in rows(rep.csv)] == [
-        ("vq_0", "cuda"),
-        ("vq_1", "cpu"),
-        ("vq_2", "cpu"),
+    rep = rp.report(tmp_path, draw=False)
+    assert [(r["run"], r["device"], r["device_type"], r["torch"]) for r in rows(rep.csv)] == [
+        ("t128", "cpu", "cpu", "2.14"),
+        ("vq_0", "cuda", "cuda", "2.11"),
+        ("vq_1", "cpu", "cpu", "2.14"),
+        ("vq_2", "cpu", "cpu", "2.14"),
     ]
+    summary = {r["label"]: r for r in rows(rep.summary)}
+    assert summary["VQ-GAN [cpu, torch 2.14]"]["seeds"] == "1 2"
+    assert summary["VQ-GAN [cuda, torch 2.11]"]["seeds"] == "0"
+    assert {r["pooled"] for r in summary.values()} == {""}
     md = rep.markdown.read_text()
-    assert "| 3 (0, 1, 2) |" in md  # one row: the device is no reason to split seeds
-    assert "Trained on several devices (cpu: `vq_1`, `vq_2`; cuda: `vq_0`)" in md
+    assert "Rows are split by device type and torch version (`--pool-devices`" in md
+    # the dual row (CPU) is compared with the VQ-GAN row of its own device
+    (t128,) = [r for r in rows(rep.paired) if r["metric"] == "psnr"]
+    assert t128["reference"] == "VQ-GAN [cpu, torch 2.14]" and t128["device_flag"] == ""
+
+    assert rp.main([str(tmp_path), "--pool-devices"]) == 0
+    summary = {r["label"]: r for r in rows(tmp_path / "summary.csv")}
+    assert summary["VQ-GAN"]["seeds"] == "0 1 2" and summary["VQ-GAN"]["pooled"] == "yes"
+    assert summary["VQ-GAN"]["device"] == "cpu cuda"
+    md = (tmp_path / "report.md").read_text()
+    assert "| 3 (0, 1, 2) |" in md and "pooled: cpu · torch 2.14; cuda · torch 2.11" in md
+    assert "**Pooled across devices** (`--pool-devices`): VQ-GAN count runs" in md
+    (t128,) = [r for r in rows(tmp_path / "paired.csv") if r["metric"] == "psnr"]
+    assert (
+        t128["device_flag"]
+        == "cpu · torch 2.14 against pooled: cpu · torch 2.14; cuda · torch 2.11"
+    )
+    assert "**trained on different devices** from its reference" in md
 
 
 def test_paired_comparison_with_vq_on_the_same_images(sweep):
@@ -130,8 +154,9 @@ def test_paired_comparison_with_vq_on_the_same_images(sweep):
     assert "### Paired comparison with VQ-GAN (same held-out images per pair, 35 to 40)" in md
     assert "ΔPSNR (higher is better)" in md and "ΔL1 (lower is better)" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| Dual Codebook T-128/S-128 |"))
-    assert line.startswith("| Dual Codebook T-128/S-128 | VQ-GAN | 3 vs 2 | 40 | +1.0")
-    assert "**better**" in line
+    assert line.startswith("| Dual Codebook T-128/S-128 | VQ-GAN | 3 vs 2 | 40 (40) | +1.0")
+    # photos and seeds both exclude 0: better (never bold: a comparison, not a verdict)
+    assert "· photos [+0.9" in line and ": better |" in line and "**" not in line
     assert "compared on the 35 both evaluated" in md
 
 
@@ -160,7 +185,7 @@ def test_reference_at_the_same_codebook_size(tmp_path, make_run):
     for option in ("vq", "t128_s128"):
         for size in (512, 1024):
             make_run(tmp_path, f"{option}_{size}", option, size=size)
-    rep = rp.report(tmp_path)
+    rep = rp.report(tmp_path, draw=False)
     pairs = {(r["row"], r["reference"]) for r in rows(rep.paired)}
     assert pairs == {
         ("Dual Codebook T-128/S-128, 512 codes", "VQ-GAN, 512 codes"),
@@ -197,7 +222,7 @@ def test_token_prior_columns(sweep, tmp_path):
         res = json.loads(path.read_text())
         section = {"bits_per_token": b, "bits_per_token_global": b - 4, "bits_per_token_local": 4.0}
         path.write_text(json.dumps(res | {"prior": section | {"steps": 3, "fid": None}}))
-    rep = rp.report(root)
+    rep = rp.report(root, draw=False)
     summary = {r["quantizer"]: r for r in rows(rep.summary)}
     t128 = summary["t128_s128"]
     assert float(t128["prior_bits_per_token_mean"]) == pytest.approx(9.5)
