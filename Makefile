@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyPI's torch wheels for Linux bring the CUDA libraries (~3 GB), GPU or not. On a CPU-only
+# machine that reaches the PyTorch index: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: install demo test lint bench weights data clean
 
@@ -11,6 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev,reference]'
 	# taming's PyPI package pins an ancient torch/pytorch-lightning: its modules need none of that.
 	$(BIN)/python -m pip install -q --no-deps taming-transformers-rom1504==0.0.6

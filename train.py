@@ -10,9 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dcvq.config import register
+from dcvq.errors import reported
 from dcvq.prior.stage import prior_after_training
+from dcvq.runtime.cpus import configure_threads
+from dcvq.runtime.distributed import process_group
 from dcvq.trainer import train
-from dcvq.trainer.distributed import process_group
 
 register()
 
@@ -44,15 +46,19 @@ def summary(results: dict, run_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    logger = instantiate(cfg.logger)
-    # under torchrun, one process group for training and the prior stage after it
-    with process_group(cfg.trainer.device, cfg.trainer.dist_timeout_min, "trainer.device"):
-        results = train(cfg, run_dir, logger=logger)
-        if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
-            section = prior_after_training(cfg, run_dir, logger)
-            if results:
-                results["prior"] = section
+    configure_threads()  # before any work: the CPUs this process may use, not the machine's
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    # a UserError (bad key, missing file) is printed alone; a failed start leaves no run dir
+    with reported(run_dir, f"{hydra_cfg.job.name}.log"):
+        logger = instantiate(cfg.logger)
+        # under torchrun, one process group for training and the prior stage after it
+        with process_group(cfg.trainer.device, cfg.trainer.dist_timeout_min, "trainer.device"):
+            results = train(cfg, run_dir, logger=logger)
+            if cfg.prior is not None:  # prior=tiny|gpt_b: every rank takes part
+                section = prior_after_training(cfg, run_dir, logger)
+                if results:
+                    results["prior"] = section
     if results:  # only rank 0 has results
         print(summary(results, run_dir), flush=True)
     # the job's return value (the sweep's objective)

@@ -1,10 +1,11 @@
-"""`dcvq.evaluation.evaluate`: images/s and peak memory as the split grows.
+"""`dcvq.metrics.evaluator.Evaluator` (rows `evaluate`): images/s and peak memory as the
+split grows.
 
 Synthetic images (made on the fly from their index: the dataset itself holds nothing)
-go through `evaluate` (protocol `clean`: PSNR, L1, L2, SSIM and codebook usage;
+go through the evaluator (protocol `clean`: PSNR, L1, L2, SSIM and codebook usage;
 FID and LPIPS off on CPU: their networks would be the whole cost). The model is a dual
 `t128_s128` VQGAN small enough for a CPU: ch 32, f2, 16x16 images, 512 codes per
-codebook. The baseline is the bare loop that `evaluate` wraps (`model(x)` in eval
+codebook. The baseline is the bare loop that the evaluator wraps (`model(x)` in eval
 mode without autograd, same loader), alternated with it on the smallest split: the
 ratio is what the metrics cost. Then each split is timed once and run once more for its
 peak memory, which should not grow with the number of images. On GPU (`--device cuda`)
@@ -82,7 +83,7 @@ def loader(n: int, side: int, batch: int, workers: int = 0) -> DataLoader:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    from dcvq.evaluation import evaluate
+    from dcvq.metrics.evaluator import Evaluator
 
     gpu = ctx.device.type == "cuda"
     model = build_model(ctx)
@@ -94,9 +95,10 @@ def run(ctx: Context) -> dict[str, Any]:
         f"dual t128_s128 N={model.quantizer.codebook_sizes[0]}, {side}x{side}, "
         f"batch {batch}, protocol clean, fid/lpips off"
     )
+    evaluator = Evaluator(device=ctx.device, protocol="clean")
 
     def run_eval(n: int) -> dict[str, Any]:
-        return evaluate(model, loader(n, side, batch, workers), device=ctx.device, protocol="clean")
+        return evaluator(model, loader(n, side, batch, workers))
 
     def bare(n: int) -> None:
         model.eval()

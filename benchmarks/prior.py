@@ -61,7 +61,7 @@ def make_trainer(ctx: Context, setup: Setup):
     from dcvq.config import compose
     from dcvq.prior.config import build_prior
     from dcvq.prior.train import PriorTrainer
-    from dcvq.trainer.distributed import DistEnv
+    from dcvq.runtime.distributed import DistEnv
 
     p = compose(["checkpoint=unused", f"prior={setup.option}", f"prior.batch_size={setup.batch}"],
                 config_name="prior_train").prior  # fmt: skip

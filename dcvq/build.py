@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from dcvq.checkpoint import read_checkpoint
+from dcvq.errors import ConfigError
 from dcvq.losses import VQGANLoss
 from dcvq.model import VQModel
+from dcvq.runtime.cpus import auto_workers, process_cpus
 
 # Keys of a dataset option that choose splits rather than build the dataset.
 _SPLIT_KEYS = ("train_split", "test_split")
-# `num_workers: auto` never starts more loader workers than this per process.
-AUTO_MAX_WORKERS = 8
 
 
 def build_model(cfg: DictConfig) -> VQModel:
@@ -61,25 +60,18 @@ def build_dataset(cfg: DictConfig, split: str, training: bool) -> Dataset:
         message = str(e)
         if training and ("dataset.split=" in message or "dataset.policy=" in message):
             message = message.replace("dataset.split=", "dataset.train_split=")
-            raise ValueError(message.replace("dataset.policy=", "dataset.train_policy=")) from e
+            raise ConfigError(message.replace("dataset.policy=", "dataset.train_policy=")) from e
         raise
 
 
 def resolve_num_workers(value: int | str) -> int:
     """Loader workers for ``trainer.num_workers`` / ``num_workers``: an int as given, or
-    ``auto``: one CPU of this process's set for the main process, the rest (at most
-    AUTO_MAX_WORKERS) for workers. PyTorch warns when a loader has more workers than CPUs.
-    A Slurm task counts its ``--cpus-per-task`` (its CPU set may be the whole node where
-    the cluster does not bind tasks); under torchrun the ranks of a machine share its set."""
+    ``auto``: of the CPUs this process may use, one for the main process and the rest, at
+    most 8, for workers (``dcvq.runtime.cpus``). PyTorch warns when a loader has more
+    workers than CPUs."""
     if value != "auto":
         return int(value)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = cpus or 1
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        cpus = min(cpus, int(os.environ["SLURM_CPUS_PER_TASK"]))
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        cpus = max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(0, min(AUTO_MAX_WORKERS, cpus - 1))
+    return auto_workers(process_cpus())
 
 
 def build_eval_loader(

@@ -11,11 +11,15 @@ as tensors), so loading never unpickles arbitrary objects.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dcvq.errors import CheckpointError, MissingFileError
 
 FORMAT = "dcvq-checkpoint-1"
 
@@ -62,20 +66,42 @@ def read_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """``mmap=True``: tensors are mapped, not read, so a look at the config or step of a
-    large checkpoint costs next to nothing."""
+    large checkpoint costs next to nothing. A path that is no dcvq checkpoint raises one
+    error that names the file and says why."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(_not_a_file(path))
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as e:
-        raise RuntimeError(
-            f"cannot load {path} as a dcvq checkpoint with weights_only=True ({e}). "
-            "It is corrupt or was not written by dcvq; dcvq never unpickles other files."
-        ) from e
+    except Exception as e:  # torch's own paragraphs stay out of the traceback (in __context__)
+        raise CheckpointError(_unreadable(path, e)) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise RuntimeError(f"{path} is not a dcvq checkpoint (expected format {FORMAT!r})")
+        raise CheckpointError(f"{path} is not a dcvq checkpoint (expected format {FORMAT!r})")
     return state
+
+
+def _not_a_file(path: Path) -> str:
+    if not path.is_dir():
+        return f"checkpoint {path} does not exist"
+    inside = [p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()]
+    if inside:  # a run directory, or its checkpoints/ folder
+        return f"checkpoint {path} is a directory; the checkpoint in it is {inside[0]}"
+    return f"checkpoint {path} is a directory, with no checkpoints/last.pt or last.pt in it"
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why torch cannot load ``path``, in one sentence rather than torch's paragraphs."""
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        return (
+            f"checkpoint {path} is not a PyTorch file: its {path.stat().st_size} bytes are not "
+            "the zip archive torch.save writes (another format, or a copy cut short)"
+        )
+    why = re.search(r"WeightsUnpickler error: ([^\n]*?)(\. Please|\n|$)", str(error))
+    detail = why.group(1) if why else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    return (
+        f"cannot load {path} as a dcvq checkpoint with weights_only=True ({detail}). It is "
+        "corrupt or was not written by dcvq; dcvq never unpickles other files."
+    )
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

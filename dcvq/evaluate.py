@@ -12,6 +12,8 @@ metrics, for paired comparisons) and last ``eval.json`` (the format of training'
 evaluation), atomically: an ``eval.json`` is a finished evaluation. A stop signal
 (SIGTERM, SIGUSR1/2, SIGINT, SIGHUP) ends the evaluation with exit status 128 + signal
 and no ``eval.json``; reconstructions written so far stay in ``reconstructions.partial/``.
+A handler installed before (submitit's, in a Slurm job) is handed the signal first: on
+USR2 it requeues the job (:mod:`dcvq.runtime.stop`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,13 @@ from dcvq.config.diff import config_changes
 from dcvq.config.schema import dataset_option
 from dcvq.config.validate import validate
 from dcvq.data import dataset_info
-from dcvq.evaluation import Evaluator, write_per_image
+from dcvq.data.workers import preemption_signals
+from dcvq.errors import reported
 from dcvq.images import save_reconstruction_grid
-from dcvq.trainer.distributed import DistEnv, resolve_device
+from dcvq.metrics.evaluator import Evaluator, write_per_image
+from dcvq.runtime.cpus import configure_threads
+from dcvq.runtime.distributed import DistEnv, resolve_device
+from dcvq.runtime.stop import Stopped, StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -53,85 +59,6 @@ COMPARED_KEYS = tuple(
 EVAL_FROM_TRAINING = ("protocol", "missing_weights")
 # What the model saw of its images: kept when another dataset option is evaluated.
 PREPROCESSING_KEYS = ("resolution", "policy", "interpolation")
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
-
-
-class Stopped(BaseException):
-    """A stop signal reached the evaluation. A BaseException: ``except Exception`` (Hydra's
-    included) does not swallow it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class StopSignals:
-    """``with StopSignals() as stops:`` turns the stop signals into :class:`Stopped` in
-    the main process, at once (an evaluation's reference statistics or a model build can
-    take minutes), except while a batch is received from the data-loader workers
-    (:meth:`batches`): stopping there, mid-handshake of the tensors' shared memory,
-    leaves a worker with a broken connection and a traceback; the batch is received,
-    then the evaluation stops."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._receiving = False
-        self._previous: dict[int, Any] = {}
-        self._pid = os.getpid()
-
-    def __enter__(self) -> StopSignals:
-        for name in STOP_SIGNALS:
-            if hasattr(signal, name):
-                sig = getattr(signal, name)
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._previous.items():
-            signal.signal(sig, old)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._pid:
-            return  # a forked data-loader worker: the main process stops it
-        if self.signum is None:
-            self.signum = signum
-        if not self._receiving:
-            raise Stopped(signum)
-
-    def batches(self, loader: Any) -> Any:
-        """``loader``, receiving each batch whole before a stop signal takes effect."""
-        return _ReceivedWhole(loader, self)
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise Stopped(self.signum)
-
-
-class _ReceivedWhole:
-    def __init__(self, loader: Any, stops: StopSignals) -> None:
-        self.loader, self.stops = loader, stops
-
-    def __getattr__(self, name: str) -> Any:  # dataset, batch_size: the loader's
-        if name == "loader":
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        it = iter(self.loader)
-        while True:
-            self.stops._receiving = True
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            finally:
-                self.stops._receiving = False
-            self.stops.check()
-            yield batch
 
 
 def _user_keys(overrides: Sequence[str]) -> set[str]:
@@ -187,7 +114,8 @@ def evaluate_checkpoint(
     ``overrides``: the overrides ``cfg`` was composed with (the command line). Given,
     every data and eval setting they leave unset is taken from the checkpoint's training
     run (:func:`settings_from_training`); None: ``cfg`` is used as it is. ``stops``: the
-    entry point's :class:`StopSignals`, which receives each batch whole.
+    entry point's :class:`~dcvq.runtime.stop.StopSignals` (a safe point after each batch,
+    received whole).
     """
     run_dir = Path(run_dir)
     state = read_checkpoint(cfg.checkpoint)
@@ -281,20 +209,33 @@ def checkpoint_dataset_override(argv: Sequence[str]) -> list[str]:
     return [f"dataset={option}"] if option else []
 
 
+def stop_signals() -> list[int]:
+    """What stops an evaluation: Slurm's signals (the requeue signal first), then a
+    user's SIGINT, SIGHUP and SIGUSR1."""
+    others = [getattr(signal, n) for n in ("SIGINT", "SIGHUP", "SIGUSR1") if hasattr(signal, n)]
+    first = preemption_signals()
+    return [*first, *(sig for sig in others if sig not in first)]
+
+
 def main() -> None:
-    with StopSignals() as stops:
+    # At once: there is nothing to checkpoint, and a model build or FID reference
+    # statistics can take minutes. A batch under way is received whole first.
+    with StopSignals(stop_signals(), at_once=True) as stops:
 
         @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
         def run(cfg: DictConfig) -> None:
+            configure_threads()
             hydra_cfg = HydraConfig.get()
-            try:
-                evaluate_checkpoint(
-                    cfg, hydra_cfg.runtime.output_dir, hydra_cfg.overrides.task, stops
-                )
-            except Exception:
-                # A data-loader worker that died of the same signal can fail the loader first.
-                stops.check()
-                raise
+            out_dir = Path(hydra_cfg.runtime.output_dir)
+            with reported(out_dir, f"{hydra_cfg.job.name}.log"):
+                try:
+                    evaluate_checkpoint(
+                        cfg, hydra_cfg.runtime.output_dir, hydra_cfg.overrides.task, stops
+                    )
+                except Exception:
+                    # A loader worker that died of the same signal can fail the loader first.
+                    stops.check()
+                    raise
 
         try:
             sys.argv[1:] = [*checkpoint_dataset_override(sys.argv[1:]), *sys.argv[1:]]
@@ -302,7 +243,8 @@ def main() -> None:
         except Stopped as s:
             name = signal.Signals(s.signum).name
             log.error("stopped by %s before the evaluation finished: no eval.json written", name)
-            sys.exit(128 + s.signum)
+            stops.hand_on(s.signum)
+            sys.exit(128 + s.signum)  # the previous handler returned: the evaluation is lost
 
 
 if __name__ == "__main__":

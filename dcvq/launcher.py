@@ -35,8 +35,9 @@ def local_slurm_conf(environ: MutableMapping[str, str] = os.environ) -> str | No
     if not conf.is_file():
         return (
             f"hydra/launcher=slurm_local: no local Slurm cluster ({conf} does not exist) and "
-            "SLURM_CONF is not set; start one with `sudo launch/local_slurm.sh up` (in "
-            "$DCVQ_SLURM_DIR if you set it, default /tmp/dcvq-slurm) or set SLURM_CONF"
+            "SLURM_CONF is not set; start one with `launch/local_slurm.sh up` as root (sudo "
+            "where needed; in $DCVQ_SLURM_DIR if you set it, default /tmp/dcvq-slurm) or set "
+            "SLURM_CONF"
         )
     environ["SLURM_CONF"] = str(conf)
     log.info("hydra/launcher=slurm_local: using the cluster of launch/local_slurm.sh (%s)", conf)

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import sys
+import urllib.error
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dcvq.errors import UserError
+
+# What a download raises when the network is not there or breaks off (not a full disk).
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,21 @@ def is_official(path: str | os.PathLike, spec: WeightFile) -> bool:
     return sha256_of(Path(path)) == spec.sha256
 
 
+class OfflineError(UserError):
+    """A download failed for want of network: say where to run it instead."""
+
+
+def offline_message(url: str, error: Exception, dest: str | os.PathLike | None) -> str:
+    reason = getattr(error, "reason", None) or error
+    home = checkpoints_dir(dest).parent.parent  # plays TORCH_HOME
+    return (
+        f"cannot download {url} ({reason}): this machine has no network access to it. Run "
+        "`make weights` on a machine with network, then copy its $TORCH_HOME/hub folder "
+        f"(here it would be {home / 'hub'}) to this machine and set TORCH_HOME to the folder "
+        "that holds it; `make weights DEST=DIR` writes DIR/hub instead."
+    )
+
+
 def _download(url: str, dst: Path) -> None:
     # torch's own downloader: writes a temp file and moves it into place.
     torch.hub.download_url_to_file(url, str(dst), progress=True)
@@ -111,6 +133,8 @@ def fetch(
                         "the file is corrupt or was changed upstream; nothing was installed"
                     )
                 os.replace(tmp, path)
+            except NETWORK_ERRORS as e:
+                raise OfflineError(offline_message(spec.url, e, dest)) from e
             finally:
                 tmp.unlink(missing_ok=True)
             log(f"ok       {path} (sha256 verified)")

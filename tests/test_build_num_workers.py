@@ -12,6 +12,7 @@ import pytest
 from dcvq import build
 from dcvq.build import build_dataset, build_eval_loader, resolve_num_workers
 from dcvq.config import ConfigError, compose, validate
+from dcvq.runtime import cpus as cpus_module
 
 WARNING = "suggested max number of worker"
 
@@ -33,7 +34,9 @@ def _cpus() -> int:
     ],
 )
 def test_auto_leaves_one_cpu_per_process(monkeypatch, cpus, env, expected):
-    monkeypatch.setattr(build.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    """The CPU counting itself: tests/runtime/test_cpus.py."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(cpus_module, "cgroup_cpu_limit", lambda root=None: None)
     for name in ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "SLURM_CPUS_PER_TASK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -25,6 +25,7 @@ def test_offline_numbers_equal_training_numbers(trained, tmp_path):
             "dataset.resolution=32",
             "eval.fid=false",
             "eval.lpips=false",
+            "device=cpu",  # the training's (experiment=tiny): the numbers are compared
             "num_workers=0",
             "progress=false",
         ],

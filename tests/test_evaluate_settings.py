@@ -6,6 +6,7 @@ weights are missing are skipped (null + reason) only where the run says
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -71,10 +72,13 @@ def test_presets_say_whether_missing_weights_are_skipped():
 
 
 def _evaluate(checkpoint, out, *extra):
+    """The command line as the README gives it, on the CPU that trained the checkpoint
+    (``device=auto``: no GPU visible), so that the numbers can be compared."""
     return subprocess.run(
         [sys.executable, "-m", "dcvq.evaluate", f"checkpoint={checkpoint}",
          f"hydra.run.dir={out}", *extra],
         capture_output=True, text=True, timeout=300,
+        env=os.environ | {"CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
 
 
@@ -113,7 +117,7 @@ def test_paper_checkpoint_without_weights_fails_loudly(tiny_cfg, tmp_path):
 
 
 def test_skip_leaves_out_only_the_metrics_without_weights(lpips_weights, caplog):
-    from dcvq.evaluation import Evaluator
+    from dcvq.metrics.evaluator import Evaluator
 
     e = compose(["experiment=demo", "eval.fid=true", "eval.lpips=true"]).eval
     evaluator = Evaluator.from_config(e, "cpu")  # VGG16 present, Inception not

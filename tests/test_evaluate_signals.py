@@ -27,6 +27,7 @@ def checkpoint(tmp_path_factory):
         ["model=tiny", "quantizer=vq", "codebook.size=16", "dataset.resolution=32",
          "loss.perceptual_weight=0", "trainer.max_steps=1", "trainer.batch_size=2",
          "trainer.eval_every=1", "trainer.ckpt_every=1", "trainer.num_workers=0",
+         "trainer.device=cpu",
          "trainer.progress=false", "eval.max_images=2"]
     )  # fmt: skip
     train(cfg, run)

@@ -37,7 +37,7 @@ def test_headline_sweep_with_wandb_and_report(
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
     # one job per option and size: the paper's five options, and any a user has added
     options = {p.stem for p in (CONF_DIR / "quantizer").glob("*.yaml")}
     assert TABLE2.issubset(options)

@@ -25,7 +25,7 @@ def test_conf_of_the_local_cluster_goes_into_the_environment(tmp_path):
     error = local_slurm_conf(env)
     assert "SLURM_CONF" not in env
     assert f"{tmp_path / 'none' / 'slurm.conf'} does not exist" in error
-    assert "sudo launch/local_slurm.sh up" in error
+    assert "`launch/local_slurm.sh up` as root (sudo where needed" in error
 
 
 def _sweep(tmp_path, state_dir, launcher="slurm_local"):
@@ -62,5 +62,5 @@ def test_sweep_without_a_local_cluster_says_how_to_start_one(tmp_path):
     proc = _sweep(tmp_path, tmp_path / "no-cluster")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "sweep not submitted" in out, out[-3000:]
-    assert "sudo launch/local_slurm.sh up" in out
+    assert "`launch/local_slurm.sh up` as root (sudo where needed" in out
     assert not (tmp_path / "sbatch_env").exists()

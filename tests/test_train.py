@@ -79,3 +79,62 @@ def test_a_bad_device_is_named_by_its_config_key(tiny_overrides, tmp_path):
     assert proc.returncode != 0
     assert "trainer.device='gpu0': use auto, cpu, cuda" in proc.stderr
     assert not (run_dir / "checkpoints").exists()
+
+
+def run_train(args: list[str], tmp_path, full_error: bool = False):
+    """train.py as a user runs it: without the tests' HYDRA_FULL_ERROR=1, unless asked."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env |= {"OMP_NUM_THREADS": "1"} | ({"HYDRA_FULL_ERROR": "1"} if full_error else {})
+    return subprocess.run(
+        [sys.executable, str(CONF_DIR.parent / "train.py"), *args],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "quantizer.global_dim=64",
+            "  - quantizer.global_dim + quantizer.local_dim = 64 + 128 = 192 must equal "
+            "model.embed_dim=256",
+        ),
+        (
+            "+quantizer.bogus=1",
+            "  - quantizer.bogus: dcvq.quantizers.DualCodebookQuantizer has no argument 'bogus'",
+        ),
+    ],
+)
+def test_a_config_error_is_its_message_alone_and_leaves_no_run_dir(
+    tiny_overrides, tmp_path, override, message
+):
+    run_dir = tmp_path / "outputs" / "run"
+    proc = run_train([*tiny_overrides, override, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: invalid configuration:\n" + message), proc.stderr
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 2  # the heading and the one bad key
+    assert not run_dir.exists() and list((tmp_path / "outputs").iterdir()) == []
+
+
+def test_hydra_full_error_shows_the_traceback(tiny_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_overrides, "quantizer.global_dim=64", f"hydra.run.dir={run_dir}"]
+    proc = run_train(args, tmp_path, full_error=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "dcvq.errors.ConfigError: invalid" in proc.stderr
+    assert not run_dir.exists()
+
+
+def test_a_corrupt_checkpoint_to_resume_is_named_and_the_run_dir_kept(tiny_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_text("not a checkpoint\n")
+    proc = run_train([*tiny_overrides, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: checkpoint {ckpt} is not a PyTorch file: its 17 bytes are not the zip "
+        "archive torch.save writes (another format, or a copy cut short)"
+    ]
+    assert ckpt.read_text() == "not a checkpoint\n"  # never removed: not Hydra's

@@ -19,9 +19,13 @@ from dcvq.config import CONF_DIR
 README = CONF_DIR.parent / "README.md"
 
 
+def readme_section() -> str:
+    return README.read_text().split("### Your own quantizer\n", 1)[1].split("\n### ", 1)[0]
+
+
 def readme_files() -> tuple[str, str]:
     """The two files of README's "Your own quantizer": the class and the YAML, as written."""
-    section = README.read_text().split("### Your own quantizer\n", 1)[1].split("\n### ", 1)[0]
+    section = readme_section()
     (module,) = re.findall(r"```python\n(# my_quantizers.py\n.*?)```", section, flags=re.DOTALL)
     (yaml,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert "conf/quantizer/my_vq.yaml" in section and "--config-dir my_conf" in section
@@ -88,6 +92,7 @@ def test_a_user_quantizer_joins_the_glob_sweep(
 
 def test_the_readme_files_validate_and_build(tmp_path, monkeypatch):
     """The fast half: the README's class and YAML agree (no training)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.utils import instantiate
 
     from dcvq.config import validate
@@ -95,9 +100,19 @@ def test_the_readme_files_validate_and_build(tmp_path, monkeypatch):
     module, yaml = readme_files()
     (tmp_path / "my_quantizers.py").write_text(module)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # tests/config/test_validate.py imports a module of its own under this name
+    monkeypatch.delitem(sys.modules, "my_quantizers", raising=False)
     model = {"embed_dim": 16, "ch": 32, "ch_mult": [1]}
     cfg = OmegaConf.create({"codebook": {"size": 8}, "model": model})
     cfg.quantizer = OmegaConf.create(yaml)
     validate(cfg)
     quantizer = instantiate(cfg.quantizer)
     assert type(quantizer).__name__ == "ScaledVQ" and quantizer.dim == 16
+    # the README's example of an argument the YAML does not list, added with a +
+    (text,) = re.findall(r"`(\+quantizer\.\w+=[^`]+)`", readme_section())
+    override = OverridesParser.create().parse_override(text)
+    key, value = override.key_or_group.split(".", 1)[1], override.value()
+    assert key not in cfg.quantizer
+    cfg.quantizer[key] = value
+    validate(cfg)
+    assert getattr(instantiate(cfg.quantizer), key) == value

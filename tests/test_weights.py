@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,33 @@ def test_cli_reports_failure_and_explains_torch_home(tmp_path, monkeypatch, caps
     (checkpoints_dir(tmp_path) / GOOD.name).unlink()
     assert main(["--dest", str(tmp_path)]) == 1
     assert "sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
+            "[Errno -2] Name or service not known",
+        ),
+        (ConnectionResetError(104, "Connection reset by peer"), "Connection reset by peer"),
+    ],
+)
+def test_offline_it_says_to_run_elsewhere_and_copy_the_hub(
+    tmp_path, monkeypatch, capsys, error, reason
+):
+    """No network (torch's downloader raises urllib's error) or a broken transfer: the
+    command says where to run it and what to copy, not only urllib's reason."""
+
+    def offline(url: str, dst: Path) -> None:
+        dst.write_bytes(b"half")
+        raise error
+
+    monkeypatch.setattr(weights, "ALL", (GOOD,))
+    monkeypatch.setattr(weights, "_download", offline)
+    assert main(["--dest", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot download {GOOD.url} (") and reason in err
+    assert "Run `make weights` on a machine with network, then copy its $TORCH_HOME/hub" in err
+    assert f"(here it would be {tmp_path / 'hub'})" in err
+    assert list(checkpoints_dir(tmp_path).iterdir()) == []  # no partial file left

@@ -373,7 +373,9 @@ def _run_dir_name(row: str, size: Any, overrides: list[str]) -> str:
 
 
 def _required(why: str) -> Any:
-    raise ValueError(why)
+    from dcvq.errors import ConfigError
+
+    raise ConfigError(why)
 
 
 def register() -> None:

@@ -11,10 +11,9 @@ import inspect
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-
-class ConfigError(ValueError):
-    """A config that composes but cannot work; the message names the keys."""
+from dcvq.errors import ConfigError, UserError
 
 
 def _get(cfg: DictConfig, key: str, default=None):
@@ -125,7 +124,30 @@ def quantizer_errors(q: DictConfig, embed: int | None) -> list[str]:
     return errors
 
 
+def _raised_in_resolver(error: BaseException | None) -> UserError | None:
+    """The UserError a resolver raised: OmegaConf re-raises it as the context (not the
+    cause) of its own InterpolationResolutionError."""
+    while error is not None and not isinstance(error, UserError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+#: the groups resolved up front (the logger's names read Hydra's runtime, set only in a run)
+RESOLVED = ("model", "quantizer", "codebook", "loss", "dataset", "trainer", "eval")
+
+
 def validate(cfg: DictConfig) -> None:
+    # A value the command line must set (${dcvq.required:...}) fails here, before anything
+    # is built or a run directory is written to.
+    for key in RESOLVED:
+        if isinstance(cfg.get(key), DictConfig):
+            try:
+                OmegaConf.to_container(cfg[key], resolve=True)
+            except OmegaConfBaseException as e:
+                error = _raised_in_resolver(e)
+                if error is None:
+                    raise
+                raise error from None
     errors: list[str] = []
     size = _get(cfg, "codebook.size")
     if size is not None and size < 2:
@@ -165,5 +187,13 @@ def validate(cfg: DictConfig) -> None:
     if model is not None and model.ch % 32:
         # conv_in gives ch channels and every level ch * mult: GroupNorm(32) needs ch % 32
         errors.append(f"model.ch={model.ch}: must be a multiple of 32 (GroupNorm(32))")
+    resolution = _get(cfg, "dataset.resolution")
+    # one stride-2 level per multiplier but the last; other sizes come back cropped
+    factor = 2 ** (len(model.ch_mult) - 1) if model is not None else 1
+    if isinstance(resolution, int) and resolution % factor:
+        errors.append(
+            f"dataset.resolution={resolution}: must be a multiple of {factor}, the model's "
+            f"downsampling (model.ch_mult has {len(model.ch_mult)} levels)"
+        )
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

@@ -18,15 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dcvq.data.base import ImageFiles, split_defaults
-from dcvq.data.index import (
-    Listing,
-    cached_files,
-    check_split,
-    is_jpeg,
-    layout_error,
-    resolve_root,
-)
+from dcvq.data.base import ListedImages
+from dcvq.data.index import Listing, cached_files, is_jpeg, layout_error
+from dcvq.errors import ConfigError
 
 SPLITS = {"train": "training", "val": "validation"}
 LAYOUTS = ("challenge", "full")
@@ -64,52 +58,42 @@ def find_layouts(root: Path) -> dict[str, Path]:
     return found
 
 
-class ADE20K(ImageFiles):
+class ADE20K(ListedImages):
     """ADE20K images (no annotations). ``split``: ``train`` | ``val``.
 
     ``layout``: ``challenge`` | ``full`` | None (detect; an error when both are found).
     """
 
-    ENV = "DCVQ_ADE20K_ROOT"
+    NAME, ENV, SPLITS = "ADE20K", "DCVQ_ADE20K_ROOT", SPLITS
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        split: str = "train",
-        resolution: int = 256,
-        policy: str | None = None,
-        flip: bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        layout: str | None = None,
-        interpolation: str = "bilinear",
-    ) -> None:
-        check_split("ADE20K", split, SPLITS)
-        root_path = resolve_root(root, self.ENV, "ADE20K")
-        found = find_layouts(root_path)
+    def list_files(
+        self, root: Path, split: str, cache_dir: str | os.PathLike | None, layout: str | None = None
+    ) -> tuple[list[str], Path, str]:
+        found = find_layouts(root)
         expected = [
             "ADEChallengeData2016/images/{training,validation}/ADE_*.jpg",
             "ADE20K_2021_17_01/images/ADE/{training,validation}/<category>/<scene>/*.jpg",
         ]
         if layout is not None:
             if layout not in LAYOUTS:
-                raise ValueError(f"dataset.layout={layout!r}: ADE20K layouts are {LAYOUTS}")
+                raise ConfigError(f"dataset.layout={layout!r}: ADE20K layouts are {LAYOUTS}")
             if layout not in found:
-                raise layout_error("ADE20K", root_path, expected, f"(dataset.layout={layout})")
+                raise layout_error("ADE20K", root, expected, f"(dataset.layout={layout})")
         elif len(found) > 1:
-            raise ValueError(
-                f"ADE20K: dataset.root={root_path} holds both the challenge copy "
+            raise ConfigError(
+                f"ADE20K: dataset.root={root} holds both the challenge copy "
                 f"({found['challenge']}) and the full release ({found['full']}); choose one "
                 f"with dataset.layout=challenge or dataset.layout=full"
             )
         elif not found:
-            raise layout_error("ADE20K", root_path, expected)
+            raise layout_error("ADE20K", root, expected)
         else:
             layout = next(iter(found))
         base = found[layout]
         split_dir = base / SPLITS[split]
         if not split_dir.is_dir():
             raise layout_error(
-                "ADE20K", root_path, expected, f"The {layout} layout has no folder {split_dir}."
+                "ADE20K", root, expected, f"The {layout} layout has no folder {split_dir}."
             )
         top = base.parent if layout == "challenge" else _full_top(base)
 
@@ -124,12 +108,8 @@ class ADE20K(ImageFiles):
         key = {"dataset": "ade20k", "split": split, "layout": layout}
         files = cached_files(key, top, build, cache_dir)
         if not files:
-            raise layout_error(
-                "ADE20K", root_path, expected, f"No .jpg images found under {split_dir}."
-            )
-        policy, flip = split_defaults(split, policy, flip)
-        super().__init__(files, resolution, policy, flip, root=top, interpolation=interpolation)
-        self.split, self.layout = split, layout
+            raise layout_error("ADE20K", root, expected, f"No .jpg images found under {split_dir}.")
+        return files, top, layout
 
 
 def _full_top(base: Path) -> Path:

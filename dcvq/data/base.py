@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image, ImageFile
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dcvq.data.index import check_split, resolve_root
 from dcvq.data.transforms import check_interpolation, check_policy, resize_crop, to_rgb, to_tensor
+from dcvq.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ class ImageFiles(Dataset):
         interpolation: str = "bilinear",
     ) -> None:
         if int(resolution) <= 0:
-            raise ValueError(f"dataset.resolution={resolution} must be a positive integer")
+            raise ConfigError(f"dataset.resolution={resolution} must be a positive integer")
         # plain strings: 120k pathlib objects cost seconds to build and to pickle into
         # every data loader worker; ``files`` rebuilds Paths for callers that want them
         self._paths = [os.fspath(f) for f in files]
@@ -171,3 +173,44 @@ class ImageFiles(Dataset):
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"layout={self.layout!r}, n={len(self)}, policy={self.policy!r})"
         )
+
+
+class ListedImages(ImageFiles):
+    """A dataset's images found under ``dataset.root`` (else ``$ENV``): the constructor
+    every file-based dataset shares. A subclass names itself (``NAME``, ``ENV``,
+    ``SPLITS``) and lists a split's files in :meth:`list_files`, which receives its own
+    options (``year``, ``layout``, ...) as keyword arguments.
+
+    The split is checked, then the root; the files (cached by ``dcvq.data.index``) are
+    read with the split's default policy and flip (``split_defaults``) unless given.
+    """
+
+    NAME: ClassVar[str]  # in messages: "COCO", "CUB-200-2011", ...
+    ENV: ClassVar[str]  # the environment variable read when dataset.root is not set
+    SPLITS: ClassVar[Collection[str]]
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "train",
+        resolution: int = 256,
+        policy: str | None = None,
+        flip: bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        *,
+        interpolation: str = "bilinear",
+        **options: Any,
+    ) -> None:
+        check_split(self.NAME, split, self.SPLITS)
+        root_path = resolve_root(root, self.ENV, self.NAME)
+        files, top, layout = self.list_files(root_path, split, cache_dir, **options)
+        policy, flip = split_defaults(split, policy, flip)
+        super().__init__(files, resolution, policy, flip, root=top, interpolation=interpolation)
+        self.split, self.layout = split, layout
+
+    def list_files(
+        self, root: Path, split: str, cache_dir: str | os.PathLike | None, **options: Any
+    ) -> tuple[list[str], Path, str]:
+        """``(files, top, layout)`` of ``split`` under the existing ``root``: absolute
+        paths, the folder their names are relative to, and the layout found."""
+        raise NotImplementedError

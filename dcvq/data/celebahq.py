@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from dcvq.data.base import ImageFiles, split_defaults
+from dcvq.data.base import ListedImages
 from dcvq.data.index import (
     IMAGE_SUFFIXES,
     Listing,
@@ -37,8 +37,8 @@ from dcvq.data.index import (
     check_split,
     is_image,
     layout_error,
-    resolve_root,
 )
+from dcvq.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 Builder = Callable[[Listing], None]
@@ -151,7 +151,7 @@ def find_folders(root: Path) -> dict[str, Path]:
     return {}
 
 
-class CelebAHQ(ImageFiles):
+class CelebAHQ(ListedImages):
     """CelebA-HQ images. ``split``: ``train`` | ``val`` | ``test`` as the layout has them.
 
     ``split_file``: a text list (one name per line) for the chosen split, overriding
@@ -160,29 +160,25 @@ class CelebAHQ(ImageFiles):
     ``layout``: ``vqct`` | ``celebamask`` | ``folders`` | None (detect).
     """
 
-    ENV = "DCVQ_CELEBAHQ_ROOT"
+    NAME, ENV, SPLITS = "CelebA-HQ", "DCVQ_CELEBAHQ_ROOT", SPLITS
 
-    def __init__(
+    def list_files(
         self,
-        root: str | os.PathLike | None = None,
-        split: str = "train",
-        resolution: int = 256,
-        policy: str | None = None,
-        flip: bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
+        root: Path,
+        split: str,
+        cache_dir: str | os.PathLike | None,
         split_file: str | os.PathLike | None = None,
         layout: str | None = None,
-        interpolation: str = "bilinear",
-    ) -> None:
-        check_split("CelebA-HQ", split, SPLITS)
-        root_path = resolve_root(root, self.ENV, "CelebA-HQ")
+    ) -> tuple[list[str], Path, str]:
         detectors = {
-            "vqct": lambda: find_vqct(root_path),
-            "celebamask": lambda: find_celebamask(root_path),
-            "folders": lambda: find_folders(root_path) or None,
+            "vqct": lambda: find_vqct(root),
+            "celebamask": lambda: find_celebamask(root),
+            "folders": lambda: find_folders(root) or None,
         }
         if layout is not None and layout not in detectors:
-            raise ValueError(f"dataset.layout={layout!r}: CelebA-HQ layouts are {tuple(detectors)}")
+            raise ConfigError(
+                f"dataset.layout={layout!r}: CelebA-HQ layouts are {tuple(detectors)}"
+            )
         if layout is not None:
             order = [layout]
         else:  # a split list needs a folder of all images: not the split-folders layout
@@ -195,23 +191,23 @@ class CelebAHQ(ImageFiles):
                 break
         if found is None:
             hint = f"(dataset.layout={layout})" if layout else ""
-            raise layout_error("CelebA-HQ", root_path, EXPECTED, hint)
+            raise layout_error("CelebA-HQ", root, EXPECTED, hint)
         if split_file is not None and layout == "folders":
-            raise ValueError(
+            raise ConfigError(
                 f"CelebA-HQ: dataset.split_file applies to a folder of all images (VQCT's "
-                f"images/ or CelebAMask-HQ's CelebA-HQ-img/), but dataset.root={root_path} "
+                f"images/ or CelebAMask-HQ's CelebA-HQ-img/), but dataset.root={root} "
                 f"has the train/val/test folders layout"
             )
         list_path = None
         if split_file is not None:
             list_path = Path(split_file).expanduser()
             if not list_path.is_file():
-                raise FileNotFoundError(f"CelebA-HQ: dataset.split_file={split_file} not found")
+                raise MissingFileError(f"CelebA-HQ: dataset.split_file={split_file} not found")
 
         if layout == "vqct":
             top, build = self._vqct(found, split, list_path)
         elif layout == "celebamask":
-            top, build = self._celebamask(root_path, found, split, list_path)
+            top, build = self._celebamask(root, found, split, list_path)
         else:
             check_split("CelebA-HQ (train/val/test folders)", split, found)
             folder = found[split]
@@ -225,10 +221,8 @@ class CelebAHQ(ImageFiles):
             key["split_file"] = str(Path(split_file).expanduser().resolve())
         files = cached_files(key, top, build, cache_dir)
         if not files:
-            raise layout_error("CelebA-HQ", root_path, EXPECTED, f"No images for split={split}.")
-        policy, flip = split_defaults(split, policy, flip)
-        super().__init__(files, resolution, policy, flip, root=top, interpolation=interpolation)
-        self.split, self.layout = split, layout
+            raise layout_error("CelebA-HQ", root, EXPECTED, f"No images for split={split}.")
+        return files, top, layout
 
     @staticmethod
     def _vqct(base: Path, split: str, list_path: Path | None) -> tuple[Path, Builder]:
@@ -259,7 +253,7 @@ class CelebAHQ(ImageFiles):
             candidates = [d / LIST_NAMES[split] for d in places]
             list_path = next((p for p in candidates if p.is_file()), None)
             if list_path is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"CelebA-HQ: the CelebAMask-HQ layout needs taming's split list "
                     f"{LIST_NAMES[split]} (taming-transformers, data/{LIST_NAMES[split]}); "
                     f"put it in {base} or pass dataset.split_file=/path/to/list. "
@@ -273,7 +267,7 @@ class CelebAHQ(ImageFiles):
             if any(e.lower().endswith(".npy") for e in entries):
                 # taming's own lists: CelebA file numbers of its .npy copies
                 if not mapping_path.is_file():
-                    raise FileNotFoundError(
+                    raise MissingFileError(
                         f"CelebA-HQ: {list_path} names CelebA files (*.npy, taming's format); "
                         f"mapping them to CelebA-HQ-img/ needs {MAPPING_NAME}, shipped with "
                         f"CelebAMask-HQ, in {base}"

@@ -19,8 +19,9 @@ import logging
 import os
 from pathlib import Path
 
-from dcvq.data.base import ImageFiles, split_defaults
-from dcvq.data.index import Listing, cached_files, check_split, is_image, layout_error, resolve_root
+from dcvq.data.base import ListedImages
+from dcvq.data.index import Listing, cached_files, is_image, layout_error
+from dcvq.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +49,27 @@ def dataset_top(folder: Path, split: str, year: int) -> Path:
     return top.parent if top.name == "images" else top
 
 
-class COCO(ImageFiles):
+class COCO(ListedImages):
     """COCO images (no annotations). ``split``: ``train`` | ``val`` | ``test``;
     ``year``: 2014 | 2017 | None (detect, 2014 first)."""
 
-    ENV = "DCVQ_COCO_ROOT"
+    NAME, ENV, SPLITS = "COCO", "DCVQ_COCO_ROOT", SPLITS
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        split: str = "train",
-        resolution: int = 256,
-        policy: str | None = None,
-        flip: bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        year: int | None = None,
-        interpolation: str = "bilinear",
-    ) -> None:
-        check_split("COCO", split, SPLITS)
+    def list_files(
+        self, root: Path, split: str, cache_dir: str | os.PathLike | None, year: int | None = None
+    ) -> tuple[list[str], Path, str]:
         if year is not None and int(year) not in YEARS:
-            raise ValueError(f"dataset.year={year!r}: COCO years are {YEARS}")
-        root_path = resolve_root(root, self.ENV, "COCO")
+            raise ConfigError(f"dataset.year={year!r}: COCO years are {YEARS}")
         years = YEARS if year is None else (int(year),)
-        found = {y: split_folder(root_path, split, y) for y in years}
+        found = {y: split_folder(root, split, y) for y in years}
         found = {y: d for y, d in found.items() if d is not None}
         if not found:
             expected = [
                 f"{split}{y}/*.jpg (or {split}{y}/{split}{y}/*.jpg, VQCT's nested copy)"
                 for y in years
             ]
-            raise layout_error("COCO", root_path, expected)
-        year = min(found)  # 2014 first: the protocol of the paper's baselines
+            raise layout_error("COCO", root, expected)
+        self.year = year = min(found)  # 2014 first: the protocol of the paper's baselines
         if len(found) > 1:
             log.info("COCO: both %s%d and %s2017 found; using %d", split, year, split, year)
         folder = found[year]
@@ -91,7 +82,5 @@ class COCO(ImageFiles):
         key = {"dataset": "coco", "split": split, "layout": layout}
         files = cached_files(key, top, build, cache_dir)
         if not files:
-            raise layout_error("COCO", root_path, [f"{folder}/*.jpg"], f"{folder} has no images.")
-        policy, flip = split_defaults(split, policy, flip)
-        super().__init__(files, resolution, policy, flip, root=top, interpolation=interpolation)
-        self.split, self.layout, self.year = split, layout, year
+            raise layout_error("COCO", root, [f"{folder}/*.jpg"], f"{folder} has no images.")
+        return files, top, layout

@@ -18,15 +18,8 @@ import logging
 import os
 from pathlib import Path
 
-from dcvq.data.base import ImageFiles, split_defaults
-from dcvq.data.index import (
-    Listing,
-    cached_files,
-    check_split,
-    is_image,
-    layout_error,
-    resolve_root,
-)
+from dcvq.data.base import ListedImages
+from dcvq.data.index import Listing, cached_files, is_image, layout_error
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +47,17 @@ def _read_table(path: Path) -> dict[str, str]:
     return table
 
 
-class CUB200(ImageFiles):
+class CUB200(ListedImages):
     """CUB-200-2011 images. ``split``: ``train`` (5,994) | ``test`` (5,794)."""
 
-    ENV = "DCVQ_CUB200_ROOT"
+    NAME, ENV, SPLITS = "CUB-200-2011", "DCVQ_CUB200_ROOT", SPLITS
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        split: str = "train",
-        resolution: int = 256,
-        policy: str | None = None,
-        flip: bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        interpolation: str = "bilinear",
-    ) -> None:
-        check_split("CUB-200-2011", split, SPLITS)
-        root_path = resolve_root(root, self.ENV, "CUB-200-2011")
-        top = find_top(root_path)
+    def list_files(
+        self, root: Path, split: str, cache_dir: str | os.PathLike | None
+    ) -> tuple[list[str], Path, str]:
+        top = find_top(root)
         if top is None or not (top / "images").is_dir():
-            raise layout_error("CUB-200-2011", root_path, EXPECTED)
+            raise layout_error("CUB-200-2011", root, EXPECTED)
         wanted = "1" if split == "train" else "0"
 
         def build(listing: Listing) -> None:
@@ -100,7 +84,7 @@ class CUB200(ImageFiles):
             if listed and len(missing) == len(listed):
                 raise layout_error(
                     "CUB-200-2011",
-                    root_path,
+                    root,
                     EXPECTED,
                     f"None of the {len(listed)} images listed for split={split} exist "
                     f"under {top / 'images'} (e.g. {missing[:3]}).",
@@ -116,7 +100,4 @@ class CUB200(ImageFiles):
             listing.files.extend(listed)
 
         key = {"dataset": "cub200", "split": split, "layout": "cub200"}
-        files = cached_files(key, top, build, cache_dir)
-        policy, flip = split_defaults(split, policy, flip)
-        super().__init__(files, resolution, policy, flip, root=top, interpolation=interpolation)
-        self.split, self.layout = split, "cub200"
+        return cached_files(key, top, build, cache_dir), top, "cub200"

@@ -22,7 +22,7 @@ import logging
 import os
 from pathlib import Path
 
-from dcvq.data.base import ImageFiles, split_defaults
+from dcvq.data.base import ListedImages
 from dcvq.data.index import (
     IMAGE_SUFFIXES,
     Listing,
@@ -30,8 +30,8 @@ from dcvq.data.index import (
     check_split,
     is_image,
     layout_error,
-    resolve_root,
 )
+from dcvq.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -55,47 +55,35 @@ def in_holdout(relpath: str, fraction: float) -> bool:
     return h < fraction * 2**64
 
 
-class ImageFolder(ImageFiles):
+class ImageFolder(ListedImages):
     """Images of a folder tree. ``split``: ``train`` | ``val`` | ``test`` (see module doc);
     ``holdout``: fraction of files held out as ``val`` when there are no split folders."""
 
-    ENV = "DCVQ_IMAGEFOLDER_ROOT"
+    NAME, ENV, SPLITS = "imagefolder", "DCVQ_IMAGEFOLDER_ROOT", SPLITS
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        split: str = "train",
-        resolution: int = 256,
-        policy: str | None = None,
-        flip: bool | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        holdout: float = 0.0,
-        interpolation: str = "bilinear",
-    ) -> None:
-        check_split("imagefolder", split, SPLITS)
-        holdout = float(holdout)
+    def list_files(
+        self, root: Path, split: str, cache_dir: str | os.PathLike | None, holdout: float = 0.0
+    ) -> tuple[list[str], Path, str]:
+        self.holdout = holdout = float(holdout)
         if not 0.0 <= holdout < 1.0:
-            raise ValueError(f"dataset.holdout={holdout} must be in [0, 1)")
-        root_path = resolve_root(root, self.ENV, "imagefolder")
-        folders = split_folders(root_path)
+            raise ConfigError(f"dataset.holdout={holdout} must be in [0, 1)")
+        folders = split_folders(root)
         if folders:
-            check_split(f"imagefolder {root_path} (split folders)", split, folders)
+            check_split(f"imagefolder {root} (split folders)", split, folders)
             if holdout:
                 log.warning("imagefolder: split folders found, dataset.holdout is ignored")
             folder, layout = folders[split], "split-folders"
         else:
-            folder = root_path
+            folder = root
             layout = "holdout" if holdout else "whole-tree"
             if holdout and split == "test":
-                raise ValueError(
+                raise ConfigError(
                     f"dataset.split='test': with dataset.holdout={holdout} the imagefolder "
-                    f"{root_path} has splits ('train', 'val')"
+                    f"{root} has splits ('train', 'val')"
                 )
             if not holdout:
                 log.info(
-                    "imagefolder: no split folders in %s: split=%s uses all images",
-                    root_path,
-                    split,
+                    "imagefolder: no split folders in %s: split=%s uses all images", root, split
                 )
 
         def build(listing: Listing) -> None:
@@ -107,23 +95,19 @@ class ImageFolder(ImageFiles):
             "split": folder.name if folders else "all",
             "layout": layout if folders else "tree",
         }
-        files = cached_files(key, root_path, build, cache_dir)
+        files = cached_files(key, root, build, cache_dir)
         if layout == "holdout":
             val = split == "val"
-            cut = len(os.path.join(os.fspath(root_path), ""))
+            cut = len(os.path.join(os.fspath(root), ""))
             files = [f for f in files if in_holdout(f[cut:].replace(os.sep, "/"), holdout) == val]
         if not files:
             raise layout_error(
                 "imagefolder",
-                root_path,
+                root,
                 [
                     f"image files ({', '.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) anywhere "
                     f"below {folder}"
                 ],
                 f"No images for split={split}.",
             )
-        policy, flip = split_defaults(split, policy, flip)
-        super().__init__(
-            files, resolution, policy, flip, root=root_path, interpolation=interpolation
-        )
-        self.split, self.layout, self.holdout = split, layout, holdout
+        return files, root, layout

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcvq.errors import ConfigError, MissingFileError
+
 log = logging.getLogger(__name__)
 
 INDEX_VERSION = 1
@@ -38,7 +40,7 @@ IMAGE_SUFFIXES = frozenset(
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 
-class LayoutError(ValueError):
+class LayoutError(ConfigError):
     """``dataset.root`` does not hold a layout this dataset knows."""
 
 
@@ -70,14 +72,14 @@ def resolve_root(root: str | os.PathLike | None, env: str, dataset: str) -> Path
     if root is None or str(root).strip() in ("", "???"):
         root = os.environ.get(env)
         if not root:
-            raise ValueError(
+            raise ConfigError(
                 f"{dataset}: dataset.root is not set. Pass dataset.root=/path/to/{dataset} "
                 f"or set the environment variable {env}."
             )
     path = Path(root).expanduser()
     if not path.is_dir():
         what = "is a file, not a directory" if path.exists() else "does not exist"
-        raise FileNotFoundError(f"{dataset}: dataset.root={str(root)!r} {what}.")
+        raise MissingFileError(f"{dataset}: dataset.root={str(root)!r} {what}.")
     return path.resolve()
 
 
@@ -107,7 +109,7 @@ def layout_error(dataset: str, root: Path, expected: Iterable[str], hint: str = 
 def check_split(dataset: str, split: str, valid: Iterable[str]) -> str:
     valid = tuple(valid)
     if split not in valid:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.split={split!r} is not a split of {dataset}: expected one of {valid}"
         )
     return split

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dcvq.data.crops import PhotoCrops
+from dcvq.errors import ConfigError
 
 TRAIN_PHOTOS = (
     "astronaut",
@@ -50,7 +51,7 @@ class SampleImages(PhotoCrops):
         flip: bool = True,
     ) -> None:
         if split not in SPLITS:
-            raise ValueError(f"dataset.split={split!r}: the samples dataset has {SPLITS}")
+            raise ConfigError(f"dataset.split={split!r}: the samples dataset has {SPLITS}")
         names = TRAIN_PHOTOS if split == "train" else VAL_PHOTOS
         photos = [(n, torch.from_numpy(np.ascontiguousarray(load_photo(n)))) for n in names]
         super().__init__(photos, split, resolution, split == "train", samples_per_epoch, flip)

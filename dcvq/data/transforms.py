@@ -16,6 +16,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from dcvq.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 POLICIES = ("random_crop", "center_crop", "squash")
@@ -80,13 +82,13 @@ def to_tensor(img: Image.Image) -> Tensor:
 
 def check_policy(policy: str) -> str:
     if policy not in POLICIES:
-        raise ValueError(f"dataset.policy={policy!r} unknown: expected one of {POLICIES}")
+        raise ConfigError(f"dataset.policy={policy!r} unknown: expected one of {POLICIES}")
     return policy
 
 
 def check_interpolation(interpolation: str) -> str:
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.interpolation={interpolation!r} unknown: expected one of "
             f"{tuple(INTERPOLATIONS)}"
         )

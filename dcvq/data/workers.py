@@ -5,7 +5,7 @@ preemption) to every process of the job step, the data-loader workers included. 
 worker keeps the default action of USR2 (terminate), and PyTorch's own SIGTERM handler
 in a worker terminates it too unless the main process sent it; the main process then
 fails with "DataLoader worker (pid ...) exited unexpectedly" instead of writing its
-checkpoint (:mod:`dcvq.trainer.preemption`). So every loader dcvq builds is a
+checkpoint (:mod:`dcvq.runtime.stop`). So every loader dcvq builds is a
 :class:`SignalSafeLoader`:
 
 - its workers ignore the preemption signals (``worker_init_fn``, run before any other

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from dcvq.errors import MissingFileError
 from dcvq.weights import INCEPTION
 
 FEATURE = "2048"  # pool3
@@ -40,7 +40,7 @@ def resolve_inception_weights(weights: str | os.PathLike | None = None) -> Path:
     path = Path(weights).expanduser() if weights else inception_cache_path()
     if not path.is_file():
         given = f"eval.fid_weights={weights} (not found), " if weights else ""
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"FID needs torch-fidelity's Inception weights ({INCEPTION.name}); looked in "
             f"{given}the torch hub cache ({inception_cache_path()}). On a machine with "
             f"network run `make weights` (python -m dcvq.weights, or download {INCEPTION.url}), "
@@ -132,11 +132,6 @@ class FeatureStats:
     def check(self) -> None:
         if self.n < 2:
             raise ValueError(f"FID needs at least 2 images, got {self.n}")
-
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(mu, sigma)`` as numpy float64, the format of torch-fidelity's statistics."""
-        self.check()
-        return self.mean().cpu().numpy(), self.cov().cpu().numpy()
 
 
 def trace_sqrt_product(sigma_1: Tensor, sigma_2: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dcvq.errors import MissingFileError
 from dcvq.weights import VGG16
 
 
@@ -34,7 +35,7 @@ def resolve_vgg16_weights(
     path = Path(weights).expanduser() if weights else vgg16_cache_path()
     if not path.is_file():
         where = f"{key}={weights}" if weights else f"the torch hub cache ({path})"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"LPIPS needs torchvision's VGG16 weights but none were found at {where}. "
             f"On a machine with network run `make weights` (or download {VGG16.url} into "
             f"{vgg16_cache_path().parent}/), copy the file to this machine and either set "

@@ -57,7 +57,21 @@ class VQModel(nn.Module):
         self.downsample_factor = 2 ** (len(ch_mult) - 1)
 
     def _quantize(self, x: Tensor):
+        self.check_size(x)
         return self.quantizer(self.quant_conv(self.encoder(x)))
+
+    def check_size(self, x: Tensor) -> None:
+        """Images whose sides are not multiples of the downsampling would come back
+        silently cropped (each stride-2 level drops an odd row): refused instead."""
+        f = self.downsample_factor
+        h, w = x.shape[-2:]
+        if h % f or w % f:
+            cropped, padded = f"{h - h % f}x{w - w % f}", f"{-(-h // f) * f}x{-(-w // f) * f}"
+            raise ValueError(
+                f"{h}x{w} images: this model downsamples by {f}, so height and width must "
+                f"be multiples of {f} (its output would be {cropped}): crop them to "
+                f"{cropped} or pad them to {padded}"
+            )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         out = self._quantize(x)

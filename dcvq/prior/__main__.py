@@ -21,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from dcvq.checkpoint import read_checkpoint
 from dcvq.config import CONF_DIR, register, validate
+from dcvq.errors import reported
 from dcvq.evaluate import checkpoint_dataset_override, settings_from_training
 from dcvq.prior.config import check_prior_config
 from dcvq.prior.stage import run_prior
+from dcvq.runtime.cpus import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ register()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prior_train")
 def _run(cfg: DictConfig) -> None:
+    configure_threads()
     hydra_cfg = HydraConfig.get()
-    prior_from_config(cfg, hydra_cfg.runtime.output_dir, hydra_cfg.overrides.task)
+    with reported(Path(hydra_cfg.runtime.output_dir), f"{hydra_cfg.job.name}.log"):
+        prior_from_config(cfg, hydra_cfg.runtime.output_dir, hydra_cfg.overrides.task)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Generation FID compares decoded samples with the held-out split through the same
 as reconstruction FID: the evaluation protocol turns each batch of held-out images and
 an equal batch of samples into its 8-bit images (``Protocol.measure``: ``clean``
 lossless, ``vqct`` JPEG round trip), and :class:`~dcvq.metrics.fid.StreamingFID` with the
-Inception that :class:`~dcvq.evaluation.Evaluator` loaded (its weight handling:
+Inception that :class:`~dcvq.metrics.evaluator.Evaluator` loaded (its weight handling:
 ``eval.fid_weights``, the hub cache, ``eval.missing_weights``) accumulates both sets.
 Samples are drawn from their own generator: the global RNG (training's dropout) is
 untouched.
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dcvq.evaluation import Evaluator
 from dcvq.images import save_sample_grid
+from dcvq.metrics.evaluator import Evaluator
 from dcvq.metrics.fid import StreamingFID
 from dcvq.prior.tokens import Tokenizer, capped_images
 

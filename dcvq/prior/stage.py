@@ -20,13 +20,13 @@ from dcvq.build import build_dataset, build_eval_loader
 from dcvq.checkpoint import write_text_atomic
 from dcvq.config.schema import EvalSchema
 from dcvq.data import dataset_info
-from dcvq.evaluation import Evaluator, versions
+from dcvq.metrics.evaluator import Evaluator, versions
 from dcvq.prior.config import build_prior, check_prior_config
 from dcvq.prior.generation import generation_fid, write_samples
 from dcvq.prior.likelihood import bits_per_token, uniform_bits
 from dcvq.prior.tokens import Tokenizer
 from dcvq.prior.train import CHECKPOINT, PriorTrainer
-from dcvq.trainer.distributed import DistEnv, process_group, resolve_device
+from dcvq.runtime.distributed import DistEnv, process_group, resolve_device
 
 log = logging.getLogger(__name__)
 

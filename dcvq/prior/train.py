@@ -9,7 +9,7 @@ dropout masks as an uninterrupted one, so it ends with the same weights.
 Under DDP (``WORLD_SIZE > 1``) every rank holds all tokens and reads its share of each
 global batch; gradients are averaged by ``DistributedDataParallel``. On a preemption
 signal (Slurm, submitit) the step ends, the checkpoint is written and the signal is
-handed on, as the training loop does (:mod:`dcvq.trainer.preemption`).
+handed on, as the training loop does (:mod:`dcvq.runtime.stop`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from dcvq.checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng
 from dcvq.config.diff import config_changes
 from dcvq.data import StepSampler
 from dcvq.prior.model import grids_to_sequence
-from dcvq.trainer.distributed import DistEnv, amp_dtype
-from dcvq.trainer.preemption import PreemptionGuard, code_signal, signal_code
+from dcvq.runtime.distributed import DistEnv, amp_dtype
+from dcvq.runtime.stop import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,9 @@ class PriorTrainer:
         logs: dict[str, float] = {}
         start_step, start = self.step, time.perf_counter()
         try:
-            with PreemptionGuard() as guard:
+            with StopSignals(
+                env=self.dist, device=self.device, action="checkpointing at the end of this step"
+            ) as stop:
                 while self.step < p.max_steps:
                     batch = torch.tensor([next(order)[0] for _ in range(p.batch_size)])
                     logs = self.train_step(grids[batch])
@@ -208,18 +211,19 @@ class PriorTrainer:
                     saved = self.step % p.ckpt_every == 0 or self.step == p.max_steps
                     if saved:
                         self.save()
-                    signum = self.agreed_signal(guard)
-                    if signum is not None:
-                        if not saved:
-                            self.save()
-                        log.warning("prior checkpoint written at step %d after a signal", self.step)
-                        self.hand_on(guard, signum)
+                    stop.stop_here(partial(self.save_after_signal, saved))
         finally:
             bar.close()
         seconds = time.perf_counter() - start
         steps = self.step - start_step
         speed = tokens_per_step * steps / seconds if steps and seconds > 0 else None
         return {"last": logs, "seconds": seconds, "steps_run": steps, "tokens_per_s": speed}
+
+    def save_after_signal(self, saved: bool) -> None:
+        """The checkpoint of the step a signal ended, unless the step wrote it."""
+        if not saved:
+            self.save()
+        log.warning("prior checkpoint written at step %d after a signal", self.step)
 
     def record(self, logs: dict[str, float], tokens_per_step: int, start_step: int, start: float):
         if not self.dist.is_main:
@@ -230,28 +234,3 @@ class PriorTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "prior_train.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
-
-    # ---- preemption (as dcvq.trainer.loop) -------------------------------------------
-    def _any_rank(self, value: int) -> int:
-        if self.dist.enabled:
-            t = torch.tensor([value], dtype=torch.int64, device=self.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            value = int(t.item())
-        return value
-
-    def agreed_signal(self, guard: PreemptionGuard) -> int | None:
-        """The preemption signal any rank received (the requeue signal first), or None."""
-        return code_signal(self._any_rank(signal_code(guard.signum)))
-
-    def hand_on(self, guard: PreemptionGuard, signum: int) -> None:
-        """The previous handler decides (requeue and exit, or go on); if it ends any
-        rank, every rank ends."""
-        ending: BaseException | None = None
-        try:
-            guard.hand_on(signum)
-        except BaseException as e:  # SystemExit, or the handler's own error
-            ending = e
-        if self._any_rank(int(ending is not None)) and ending is None:
-            ending = SystemExit(128 + signum)
-        if ending is not None:
-            raise ending

@@ -3,6 +3,40 @@
 Differences from taming's Lightning module, on purpose: the autoencoder forward runs
 once per batch (taming re-runs it for the discriminator step), and the discriminator
 is skipped entirely before ``loss.disc_start`` (taming multiplies it by zero).
+
+Slurm's preemption and time-limit signals (:mod:`dcvq.runtime.stop`) checkpoint the run
+at a step boundary. The handler only records the signal; at the end of each step the
+loop writes a checkpoint of a consistent state and hands the signal on to whoever
+handled it before: submitit's handler requeues the job on USR2 (the requeued job resumes
+from the checkpoint in the same run dir) and ignores SIGTERM. Without such a handler (a
+plain process, torchrun) the run exits with status 128 + signal.
+
+Where a signal can arrive, and what happens (:meth:`Trainer.fit`):
+
+- The handler is installed just before the data-loader workers start and kept until the
+  final evaluation and the logger are done. Slurm signals every process of the job step,
+  workers included: they ignore the signal and go on serving batches
+  (:mod:`dcvq.data.workers`), the main process alone decides.
+- Mid-step or during a checkpoint write: recorded; the write completes (it is atomic
+  anyway: temp file + rename) and the step ends as usual, then the checkpoint of that
+  step is written (once: not again if the step's periodic one was) and the signal handed
+  on.
+- During an evaluation: it stops before its next batch (a signal announces a deadline,
+  and an evaluation can take minutes), records nothing (no metrics.jsonl line, no
+  eval.json) and the checkpoint is written and the signal handed on as above. If the
+  handler lets the run go on (submitit's SIGTERM), a periodic evaluation is skipped and
+  the final one starts again. A requeued run resumes at the checkpoint's step: it does
+  not repeat an interrupted periodic evaluation, and does the final one.
+- After the final evaluation wrote eval.json: the run is complete; the signal is logged
+  and dropped and the run ends normally (a requeue would only evaluate again).
+- Before that (building the model and the data sets, which can take minutes, resuming):
+  the previous handler acts at once, as nothing was trained since the last checkpoint
+  (submitit requeues, a plain process ends).
+
+Under DDP every rank stops at the same step: the ranks agree on the signal any of them
+received (the requeue signal wins over SIGTERM), so that a rank the signal did not
+reach hands the same signal on. If the handler ends the process on any rank (submitit
+requeues and exits on rank 0 only), every rank ends.
 """
 
 from __future__ import annotations
@@ -12,6 +46,7 @@ import logging
 import math
 import signal
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +75,18 @@ from dcvq.config import validate
 from dcvq.config.diff import config_changes, result_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.data.workers import SignalSafeLoader
-from dcvq.evaluation import Evaluator, write_per_image
 from dcvq.images import save_reconstruction_grid
 from dcvq.logger import RunLogger
-from dcvq.trainer.distributed import DistEnv, amp_dtype, init_distributed, resolve_device
-from dcvq.trainer.preemption import (
-    EvaluationInterrupted,
-    InterruptibleLoader,
-    PreemptionGuard,
-    code_signal,
-    signal_code,
+from dcvq.metrics.evaluator import Evaluator, write_per_image
+from dcvq.runtime.distributed import (
+    DistEnv,
+    amp_dtype,
+    init_distributed,
+    max_over_ranks,
+    resolve_device,
 )
+from dcvq.runtime.lock import run_dir_lock
+from dcvq.runtime.stop import Stopped, StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +317,9 @@ class Trainer:
             x = x.to(self.device, non_blocking=True)
             if self.t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            sync = self.dist.enabled and i < n - 1
-            ctx = self.ddp_model.no_sync() if sync else nullcontext()
-            with ctx:
+            # DDP all-reduces the gradients once, in the last micro-batch's backward
+            no_sync = self.dist.enabled and i < n - 1
+            with self.ddp_model.no_sync() if no_sync else nullcontext():
                 self.loss.discriminator.requires_grad_(False)
                 with self.autocast():
                     x_hat, vq_loss, info = self.ddp_model(x)
@@ -346,9 +382,10 @@ class Trainer:
         workers = resolve_num_workers(self.t.num_workers)
         return build_eval_loader(dataset, self.t.eval_batch_size, workers, self.device)
 
-    def evaluate(self, loader: DataLoader, split: str, final: bool) -> dict[str, Any]:
-        """One split; the final evaluation scores every image (``eval.max_images``) and
-        keeps them image by image (``per_image``), the periodic ones a subset."""
+    def evaluate_split(self, loader: DataLoader, split: str, final: bool) -> dict[str, Any]:
+        """Evaluate one split of the run's data with the model as trained so far; the final
+        evaluation scores every image (``eval.max_images``) and keeps them image by image
+        (``per_image``), the periodic ones a subset."""
         e = self.cfg.eval
         save = e.save_reconstructions and final and split == self.cfg.dataset.split
         max_images = (
@@ -370,10 +407,10 @@ class Trainer:
         """The val split's results, with the test split's under ``test``; both splits'
         images in ``per_image.csv`` (its ``split`` column), written before eval.json,
         which marks the run finished."""
-        results = self.evaluate(val, self.cfg.dataset.split, final=True)
+        results = self.evaluate_split(val, self.cfg.dataset.split, final=True)
         parts = [(self.cfg.dataset.split, results.pop("per_image"))]
         if test is not None:
-            results["test"] = self.evaluate(test, self.cfg.dataset.test_split, final=True)
+            results["test"] = self.evaluate_split(test, self.cfg.dataset.test_split, final=True)
             parts.append((self.cfg.dataset.test_split, results["test"].pop("per_image")))
         write_per_image(self.run_dir / "per_image.csv", parts)
         return results
@@ -413,8 +450,8 @@ class Trainer:
                     if final:
                         results = self.evaluate_final(val, test)
                     else:
-                        results = self.evaluate(val, self.cfg.dataset.split, final=False)
-                except EvaluationInterrupted as e:
+                        results = self.evaluate_split(val, self.cfg.dataset.split, final=False)
+                except Stopped as e:
                     log.warning("evaluation at step %d stopped, not recorded: %s", self.step, e)
                     results = None
                 else:
@@ -450,7 +487,12 @@ class Trainer:
 
     # ---- main loop -------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train to ``trainer.max_steps`` (resuming if asked); returns the final evaluation."""
+        """Train to ``trainer.max_steps`` (resuming if asked); returns the final evaluation.
+        Rank 0 holds the run dir for the whole run (:mod:`dcvq.runtime.lock`)."""
+        with run_dir_lock(self.run_dir) if self.dist.is_main else nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         self.maybe_resume()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
@@ -466,17 +508,19 @@ class Trainer:
             dynamic_ncols=True,
             desc="train",
         )
-        # From before the loader workers start to the end; what a preemption signal does
-        # at each point is in dcvq.trainer.preemption.
-        with PreemptionGuard() as guard:
-            val = InterruptibleLoader(val, guard)
+        # From before the loader workers start to the end; what a stop signal does at each
+        # point is in this module's docstring.
+        with StopSignals(
+            env=self.dist, device=self.device, action="checkpointing at the end of this step"
+        ) as stop:
+            val = stop.batches(val)
             batches = iter(train)
             try:
-                self._loop(batches, val, grid_batch, bar, guard)
+                self._loop(batches, val, grid_batch, bar, stop)
                 test = self.test_loader() if self.dist.is_main else None
                 if test is not None:
-                    test = InterruptibleLoader(test, guard)
-                return self.final_eval(val, test, grid_batch, guard)
+                    test = stop.batches(test)
+                return self.final_eval(val, test, grid_batch, stop)
             finally:
                 bar.close()
                 if self.dist.is_main:
@@ -484,67 +528,33 @@ class Trainer:
                 if self.owns_group and self.dist.enabled and torch.distributed.is_initialized():
                     torch.distributed.destroy_process_group()
 
-    def final_eval(
-        self, val, test, grid_batch: torch.Tensor, guard: PreemptionGuard
-    ) -> dict[str, Any]:
+    def final_eval(self, val, test, grid_batch: torch.Tensor, stop: StopSignals) -> dict[str, Any]:
         """The final evaluation (val, and test where the dataset has one) into eval.json. A
         signal interrupts it and is handed on (the loop wrote the last step's
         checkpoint); if the run goes on, it starts again."""
         while True:
             results = self.run_eval(val, grid_batch, test, final=True)
-            if not self.any_rank(results is None):
+            if not max_over_ranks(int(results is None), self.dist, self.device):
                 break
-            signum = self.stop_requested(guard)
             log.warning("final evaluation interrupted; the checkpoint is at step %d", self.step)
-            self.hand_on(guard, signum)
+            stop.stop_here()  # exits unless the previous handler lets the run go on: again
         if self.dist.is_main:
             # The config it belongs to: a re-launched sweep skips this run only if unchanged.
             results["step"] = self.step
+            # where it ran (trainer.device may say auto): the report keeps devices apart
+            results["device"] = str(self.device)
             results["config"] = OmegaConf.to_container(self.cfg, resolve=True)
             write_text_atomic(self.run_dir / "eval.json", json.dumps(results, indent=1))
         if self.dist.enabled:  # every rank returns with the run finished on disk
             torch.distributed.barrier()
-        if guard.requested:
+        if stop.requested:
             log.warning(
                 "%s received as the final evaluation ended: the run is complete, ending normally",
-                signal.Signals(guard.signum).name,
+                signal.Signals(stop.signum).name,
             )
         return results
 
-    def any_rank(self, flag: bool) -> bool:
-        if self.dist.enabled:
-            t = torch.tensor([float(flag)], device=self.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            flag = bool(t.item() > 0)
-        return flag
-
-    def stop_requested(self, guard: PreemptionGuard) -> int | None:
-        """The preemption signal any rank received, or None: all ranks stop together and
-        hand on the same signal (the requeue signal if ranks received different ones)."""
-        code = signal_code(guard.signum)
-        if self.dist.enabled:
-            t = torch.tensor([code], dtype=torch.int64, device=self.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            code = int(t.item())
-        return code_signal(code)
-
-    def hand_on(self, guard: PreemptionGuard, signum: int) -> None:
-        """Hand ``signum`` to the previous handler on every rank. It may end the process
-        (plain: exit 128 + signal; submitit: requeue and exit on rank 0 only) or let the
-        run go on (submitit's SIGTERM, and USR2 on ranks > 0). If it ends any rank, every
-        rank ends: a rank training on alone would wait for the others forever."""
-        ending: BaseException | None = None
-        try:
-            guard.hand_on(signum)
-        except BaseException as e:  # SystemExit, or the handler's own error
-            ending = e
-        if self.any_rank(ending is not None) and ending is None:
-            log.warning("another rank ends after %s: ending too", signal.Signals(signum).name)
-            ending = SystemExit(128 + signum)
-        if ending is not None:
-            raise ending
-
-    def _loop(self, batches, val, grid_batch, bar, guard: PreemptionGuard) -> None:
+    def _loop(self, batches, val, grid_batch, bar, stop: StopSignals) -> None:
         while self.step < self.t.max_steps:
             micro = [self.next_images(batches) for _ in range(self.t.accumulate)]
             logs = self.train_step(micro)
@@ -556,12 +566,14 @@ class Trainer:
                 self.save()
             if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
                 self.run_eval(val, grid_batch)
-            signum = self.stop_requested(guard)
-            if signum is not None:
-                if not saved:  # else written already (the signal may have come during it)
-                    self.save()
-                log.warning("checkpoint written at step %d after a signal", self.step)
-                self.hand_on(guard, signum)  # exits unless the signal is to be ignored
+            stop.stop_here(partial(self.save_after_signal, saved))
+
+    def save_after_signal(self, saved: bool) -> None:
+        """The checkpoint of the step a signal ended: written unless the step wrote it
+        (the signal may have come during that write)."""
+        if not saved:
+            self.save()
+        log.warning("checkpoint written at step %d after a signal", self.step)
 
     def next_images(self, batches) -> torch.Tensor:
         """The next training batch; unreadable files are named in the log (the batch is

@@ -26,36 +26,76 @@ def test_defaults_are_the_papers_setting():
     assert cfg.dataset._target_ == "dcvq.data.SampleImages"
 
 
-def test_quantizer_group_has_exactly_the_table2_rows():
-    """What the repository ships: on a clean checkout ``quantizer=glob(*)`` is Table 2.
-    The only tests that a YAML added to conf/quantizer changes are this one and the next;
-    everywhere else the paper's five must be present, others may be."""
-    assert {p.stem for p in (CONF_DIR / "quantizer").glob("*.yaml")} == TABLE2
+def quantizer_options(*config_dirs: Path) -> set[str]:
+    """The quantizer group: the YAMLs of conf/quantizer and of each ``--config-dir``."""
+    dirs = [CONF_DIR, *config_dirs]
+    return {p.stem for d in dirs for p in (d / "quantizer").glob("*.yaml")}
 
 
-def test_glob_sweep_expands_to_table2_times_sizes(hydra_sweep_runner):
-    """The headline sweep is 5 quantizers x 2 sizes = 10 jobs (no schema leaks in)."""
+def sweep_jobs(overrides: list[str], tmp_path: Path, config_dir: Path | None = None) -> list:
+    """``(quantizer option, codebook size)`` of every job of ``python train.py -m
+    [--config-dir config_dir] overrides``, run by Hydra as train.py would with a no-op
+    task (the search path is built as Hydra builds it for ``--config-dir``)."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
     from dcvq.config import register
 
     register()
     jobs = []
 
     def task(cfg):
-        jobs.append((cfg.quantizer.get("global_dim"), cfg.codebook.size))
+        jobs.append((HydraConfig.get().runtime.choices.quantizer, cfg.codebook.size))
 
-    sweep = hydra_sweep_runner(
-        calling_file=str(REPO / "train.py"),
-        calling_module=None,
-        config_path="conf",
-        config_name="train",
-        task_function=task,
-        overrides=["quantizer=glob(*)", "codebook.size=512,1024", "hydra/launcher=basic"],
-    )
-    with sweep:
-        choices = [r.hydra_cfg.hydra.runtime.choices.quantizer for r in sweep.returns[0]]
-    assert len(jobs) == 10
-    assert sorted(set(choices)) == sorted(TABLE2)
-    assert sorted(j[1] for j in jobs) == [512] * 5 + [1024] * 5
+    search_path = create_automatic_config_search_path(str(REPO / "train.py"), None, "conf")
+    if config_dir is not None:  # as hydra._internal.utils._run_hydra adds --config-dir
+        anchor = SearchPathQuery(provider="schema")
+        search_path.prepend("command-line", f"file://{config_dir}", anchor=anchor)
+    hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+    try:
+        hydra.multirun(
+            config_name="train",
+            task_function=task,
+            overrides=[*overrides, "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path}"],
+            with_log_configuration=False,
+        )
+    finally:
+        GlobalHydra.instance().clear()
+    return jobs
+
+
+def assert_glob_sweeps_the_group(jobs: list, options: set[str]) -> None:
+    """One job per option and size, the paper's five among the options, nothing else
+    (a schema registered in the quantizer group would be swept as an option)."""
+    assert TABLE2.issubset(options)
+    assert sorted(jobs) == sorted((o, n) for o in options for n in (512, 1024))
+
+
+def test_quantizer_group_has_the_table2_rows():
+    """The paper's five are options; a YAML of your own may join them (README, "Your own
+    quantizer": its class and its YAML, nothing else)."""
+    assert TABLE2.issubset(quantizer_options())
+
+
+def test_glob_sweep_expands_to_the_quantizer_group_times_sizes(tmp_path):
+    """``quantizer=glob(*)`` is every option of the group: on a clean checkout Table 2 x
+    Table 3, 5 quantizers x 2 sizes = 10 jobs."""
+    jobs = sweep_jobs(["quantizer=glob(*)", "codebook.size=512,1024"], tmp_path)
+    assert_glob_sweeps_the_group(jobs, quantizer_options())
+    if quantizer_options() == TABLE2:  # nothing of your own added
+        assert len(jobs) == 10
+
+
+def test_a_quantizer_yaml_of_your_own_joins_the_glob_sweep(tmp_path):
+    own = tmp_path / "my_conf"
+    (own / "quantizer").mkdir(parents=True)
+    (own / "quantizer" / "my_vq.yaml").write_text((CONF_DIR / "quantizer" / "vq.yaml").read_text())
+    jobs = sweep_jobs(["quantizer=glob(*)", "codebook.size=512,1024"], tmp_path / "sweep", own)
+    assert ("my_vq", 512) in jobs and quantizer_options(own) == quantizer_options() | {"my_vq"}
+    assert_glob_sweeps_the_group(jobs, quantizer_options(own))
 
 
 @pytest.mark.parametrize("name", sorted(TABLE2))
@@ -116,6 +156,7 @@ def test_bad_overrides_fail_to_compose(override, error, cause, message):
         (["trainer.log_every=0"], "trainer.log_every=0 must be >= 1"),
         (["trainer.dist_timeout_min=0"], "trainer.dist_timeout_min=0"),
         (["model.ch=16", "model.ch_mult=[2,4]"], "model.ch=16: must be a multiple of 32"),
+        (["dataset.resolution=200"], "dataset.resolution=200: must be a multiple of 16"),
     ],
 )
 def test_inconsistent_values_name_the_keys(overrides, message):

@@ -3,7 +3,9 @@ a user's own quantizer, in a module of their own, is checked like dcvq's."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 from omegaconf import DictConfig, OmegaConf
@@ -36,10 +38,14 @@ class NotAQuantizer:
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch) -> str:
+def user_module(tmp_path, monkeypatch) -> Iterator[str]:
+    """``my_quantizers``, this module's version: tests/test_user_quantizer.py imports the
+    README's under the same name, so neither may find the other's in sys.modules."""
     (tmp_path / "my_quantizers.py").write_text(textwrap.dedent(USER_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
-    return "my_quantizers"
+    sys.modules.pop("my_quantizers", None)
+    yield "my_quantizers"
+    sys.modules.pop("my_quantizers", None)
 
 
 def cfg(**quantizer) -> DictConfig:
@@ -110,3 +116,14 @@ def test_validation_builds_nothing_real():
     state = torch.random.get_rng_state()
     validate(config)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_study_refuses_to_run_without_its_per_row_learning_rate():
+    """experiment=study_photos chooses trainer.lr per row on val: a command that forgets
+    it stops at validation (before anything is built), naming the key."""
+    from dcvq.config import compose
+    from dcvq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.lr is chosen per row"):
+        validate(compose(["experiment=study_photos"]))
+    validate(compose(["experiment=study_photos", "trainer.lr=0.001"]))

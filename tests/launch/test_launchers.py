@@ -158,7 +158,7 @@ def test_sweep_of_two_jobs_through_slurm_local(local_slurm, tmp_path, tiny_overr
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     job_ids = set()
     for num, size in enumerate((16, 32)):
-        job_dir = sweep / f"{num}_t128_s128_n{size}"
+        (job_dir,) = sweep.glob(f"t128_s128_n{size},*")  # named by configuration
         result = json.loads((job_dir / "eval.json").read_text())
         assert result["step"] == 2
         assert result["codebooks"]["global"]["size"] == size
@@ -191,12 +191,13 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
         [sys.executable, "train.py", "-m", "hydra/launcher=slurm_local", *overrides,
          f"trainer.max_steps={max_steps}", "trainer.eval_every=1000",
          "trainer.ckpt_every=1000", "trainer.num_workers=2", "seed=0,0",
-         f"hydra.sweep.dir={sweep}"],
+         # two identical jobs: run dirs by number (by configuration they would be one)
+         "hydra.sweep.subdir=${hydra.job.num}", f"hydra.sweep.dir={sweep}"],
         cwd=REPO, env=dict(os.environ, **local_slurm.env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        interrupted = sweep / "1_t128_s128_n32"
+        interrupted = sweep / "1"
         log = interrupted / "train.jsonl"
         deadline = time.monotonic() + 240
         while not (log.exists() and len(log.read_text().splitlines()) >= 2):
@@ -222,7 +223,7 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
     job = local_slurm.run("scontrol", "-o", "show", "job", f"{array_id}_1").stdout
     assert "Restarts=1" in job, job
 
-    straight = read_checkpoint(sweep / "0_t128_s128_n32" / "checkpoints" / "last.pt")
+    straight = read_checkpoint(sweep / "0" / "checkpoints" / "last.pt")
     requeued = read_checkpoint(interrupted / "checkpoints" / "last.pt")
     assert straight["step"] == requeued["step"] == max_steps
     for part in ("model", "discriminator"):

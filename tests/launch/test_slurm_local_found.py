@@ -23,7 +23,8 @@ def test_sweep_finds_the_local_cluster_without_slurm_conf(local_slurm, tmp_path,
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert json.loads((sweep / "0_t128_s128_n16" / "eval.json").read_text())["step"] == 1
+    (job,) = sweep.glob("t128_s128_n16,*")  # the run dir, named by configuration
+    assert json.loads((job / "eval.json").read_text())["step"] == 1
     assert f"using the cluster of launch/local_slurm.sh ({local_slurm.conf})" in (
         proc.stdout + proc.stderr
     )

@@ -18,7 +18,9 @@ import math
 import shutil
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
+import numerics
 import pytest
 import taming.util as taming_util
 import torch
@@ -336,9 +338,21 @@ def test_adaptive_weight_by_hand():
     assert not d.requires_grad
     assert d.item() == pytest.approx(expected, rel=1e-6)
     assert expected == pytest.approx(0.8 * 4 / 3, rel=1e-4)
-    # The graph survives (retain_graph): the total loss can still be back-propagated.
-    (nll + d * g).backward()
-    assert conv.weight.grad is not None
+    # The graph survives (retain_graph): the total loss back-propagates, to taming's
+    # gradient (its own adaptive weight on the same graph) and to the one by hand.
+    taming = SimpleNamespace(discriminator_weight=disc_weight)
+    d_ref = taming_loss_mod.VQLPIPSWithDiscriminator.calculate_adaptive_weight(
+        taming, nll, g, last_layer=conv.weight
+    )
+    (ref,) = torch.autograd.grad(nll + d_ref * g, conv.weight, retain_graph=True)
+    (nll + d * g).backward(retain_graph=True)
+    kappa = numerics.fp32_kappa(2 * numerics.summed_terms(conv), conv.weight.numel())
+    assert numerics.gradient_error([conv.weight.grad], [ref], kappa) <= 1
+    by_hand = torch.tensor([-4.0, -8.0]) + expected * torch.tensor([-3.0, -6.0])
+    assert numerics.gradient_error([conv.weight.grad.flatten()], [by_hand], kappa) <= 1
+    # the bound sees a weight off by 1 %
+    (off,) = torch.autograd.grad(nll + 1.01 * d * g, conv.weight)
+    assert numerics.gradient_error([off], [ref], kappa) > 1
     # No GAN gradient: ratio sqrt(80) / 1e-4 is clamped to 1e4 before disc_weight.
     x_hat = conv(x)
     nll = ((x_hat - t) ** 2).mean()
@@ -369,18 +383,36 @@ def test_adaptive_weight_scales_fp16_gradients():
 # ---------------------------------------------------------------- disc_start
 
 
-def test_no_adversarial_term_before_disc_start():
+def test_no_adversarial_term_before_disc_start(loss_pair, monkeypatch):
+    """Before disc_start the generator's gradients are taming's (whose adversarial term
+    is there times 0), from L1 and the VQ loss alone; the discriminator never runs."""
+    ref, _ = loss_pair
+    monkeypatch.setattr(ref, "perceptual_weight", 0.0)  # as taming's perceptual_weight=0
     torch.manual_seed(0)
-    loss_fn = VQGANLoss(disc_start=10, perceptual_weight=0.0).train()
+    loss_fn = VQGANLoss(disc_start=DISC_START, perceptual_weight=0.0).train()
     gen = nn.Conv2d(3, 3, 3, padding=1)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     vq = torch.tensor(0.25, requires_grad=True)
     x_hat = gen(x)
-    loss, log = loss_fn.generator_loss(x, x_hat, vq, 9, gen.weight)
+    step = DISC_START - 1
+    loss, log = loss_fn.generator_loss(x, x_hat, vq, step, gen.weight)
     assert "g" not in log and "d_weight" not in log
     close(loss, (x - x_hat).abs().mean() + vq)
+    params = [gen.weight, gen.bias, vq]
+
+    def taming_grads(step: int) -> tuple[torch.Tensor, ...]:
+        t_loss, _ = ref(vq, x, x_hat, 0, step, last_layer=gen.weight, split="train")
+        return torch.autograd.grad(t_loss, params, retain_graph=True)
+
+    expected, after = taming_grads(step), taming_grads(DISC_START)
     loss.backward()
-    assert gen.weight.grad is not None
+    # the mean over every pixel, then the fan-in of the convolution's gradient
+    n_params = sum(p.numel() for p in params)
+    kappa = numerics.fp32_kappa(x.numel() + 2 * numerics.summed_terms(gen), n_params)
+    got = [p.grad for p in params]
+    assert numerics.gradient_error(got, expected, kappa) <= 1
+    # the bound sees taming's adversarial term, which it adds from disc_start on
+    assert numerics.gradient_error(got, after, kappa) > 1
     # No optimizer zeroes anything here: a discriminator that ran, even times 0, would
     # hold zero gradients, not None.
     assert all(p.grad is None for p in loss_fn.discriminator.parameters())

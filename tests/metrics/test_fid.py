@@ -74,7 +74,8 @@ def test_streamed_statistics_equal_one_shot(features):
     from torch_fidelity.metric_fid import fid_features_to_statistics
 
     a, _ = features
-    mu, sigma = stats(a[:1], a[1:3], a[3:]).mean_cov()
+    streamed = stats(a[:1], a[1:3], a[3:])
+    mu, sigma = streamed.mean().numpy(), streamed.cov().numpy()
     one = fid_features_to_statistics(a.double())
     np.testing.assert_allclose(mu, one["mu"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(sigma, one["sigma"], rtol=1e-8, atol=1e-12)
@@ -138,9 +139,10 @@ def test_streaming_fid_matches_torch_fidelity_calculate_metrics(standin_inceptio
 
 
 def test_one_image_is_not_enough():
-    s = stats(torch.ones(1, 2048))
-    with pytest.raises(ValueError, match="at least 2"):
-        s.mean_cov()
+    one, two = stats(torch.ones(1, 2048)), stats(torch.rand(2, 2048))
+    for pair in ((one, two), (two, one)):
+        with pytest.raises(ValueError, match="at least 2 images, got 1"):
+            frechet_distance(*pair)
 
 
 def test_missing_weights_fail_before_torch_fidelity_downloads(monkeypatch, empty_torch_home):

@@ -45,3 +45,23 @@ def test_encode_decode_round_trip(kind):
 def test_embed_dim_mismatch_is_explained():
     with pytest.raises(ValueError, match="model.embed_dim"):
         VQModel(VectorQuantizer(16, 128), embed_dim=256, **ARCH)
+
+
+def test_sizes_that_would_come_back_cropped_are_refused():
+    """Each stride-2 level drops an odd row: 150x150 would come back as 148x148 from an f4
+    model. The model says so and what fits, instead of cropping silently."""
+    arch = ARCH | {"ch_mult": (1, 2, 2), "attn_resolutions": ()}  # f4, as the demo's model
+    model = VQModel(VectorQuantizer(16, 256), **arch).eval()
+    assert model.downsample_factor == 4
+    message = (
+        "150x148 images: this model downsamples by 4, so height and width must be multiples "
+        "of 4 (its output would be 148x148): crop them to 148x148 or pad them to 152x148"
+    )
+    x = torch.rand(1, 3, 150, 148) * 2 - 1
+    with torch.no_grad():
+        for call in (model.encode, model):
+            with pytest.raises(ValueError) as err:
+                call(x)
+            assert str(err.value) == message
+        rec, _, _ = model(x[:, :, :148])
+    assert rec.shape == (1, 3, 148, 148)

@@ -13,7 +13,7 @@ from dcvq.checkpoint import read_checkpoint
 from dcvq.prior.config import build_prior
 from dcvq.prior.likelihood import bits_per_token
 from dcvq.prior.train import CHECKPOINT, PriorTrainer
-from dcvq.trainer.distributed import DistEnv
+from dcvq.runtime.distributed import DistEnv
 
 CPU = torch.device("cpu")
 NAMES, SIZES, GRID = ["global", "local"], [16, 16], [4, 4]

@@ -8,9 +8,11 @@ from dcvq.quantizers import (
     CVQQuantizer,
     DualCodebookQuantizer,
     GumbelQuantizer,
-    Quantizer,
     VectorQuantizer,
 )
+from dcvq.quantizers.gumbel import temperature_at
+from dcvq.trainer import train
+from dcvq.trainer.loop import Trainer
 
 QUANTIZERS = {
     "vq": lambda: VectorQuantizer(16, 8),
@@ -36,19 +38,30 @@ def test_counts_are_the_histogram_of_each_codebooks_indices(name, train):
         assert torch.equal(c, torch.bincount(out.indices[:, k].flatten(), minlength=n))
 
 
-def test_set_step_and_compile_targets_are_part_of_the_interface():
-    """The trainer calls ``set_step`` on every quantizer and compiles what
-    ``compile_targets`` names; the defaults are a no-op and nothing."""
-    vq = QUANTIZERS["vq"]()
-    vq.set_step(10)  # inherited no-op
-    assert vq.compile_targets() == []
-    dual = QUANTIZERS["dual"]()
-    (target,) = dual.compile_targets()
-    assert target is dual.global_codebook.transformer and isinstance(target, nn.Module)
-    plain = DualCodebookQuantizer(16, 4, 4, global_transformer=False)
-    assert plain.compile_targets() == []
-    gumbel = QUANTIZERS["gumbel"]()
-    gumbel.set_step(500_000)
-    assert gumbel.temperature == pytest.approx(gumbel.temperature_for(500_000))
-    assert gumbel.temperature < gumbel.temperature_for(0)
-    assert all(isinstance(q(), Quantizer) for q in QUANTIZERS.values())
+def test_the_trainer_anneals_by_set_step_before_every_step_and_after_resume(
+    tiny_cfg, tmp_path, gumbel_temperatures
+):
+    """The trainer calls ``set_step(step)`` before every training step, the resumed
+    run from its checkpoint's step: Gumbel's training forwards use the schedule's
+    temperature at each step."""
+    keys = ["codebook.size=32", "+baseline=gumbel", "quantizer.anneal_steps=5"]
+    for steps in (2, 4):  # the second run resumes at step 2
+        train(tiny_cfg(*keys, f"trainer.max_steps={steps}", quantizer=None), tmp_path)
+    schedule = [temperature_at(step, "cosine", 0.9, 1e-6, 5) for step in range(4)]
+    assert len(set(schedule)) == 4 and gumbel_temperatures == schedule
+
+
+def test_trainer_compile_codebook_compiles_exactly_the_compile_targets(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    compiled: list[nn.Module] = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **kw: compiled.append(self))
+    trainer = Trainer(tiny_cfg("trainer.compile=codebook"), tmp_path)
+    targets = trainer.model.quantizer.compile_targets()
+    assert targets == [trainer.model.quantizer.global_codebook.transformer]
+    assert len(compiled) == 1 and compiled[0] is targets[0]
+    # the default: nothing to compile, and the setting is refused by name
+    assert VectorQuantizer(16, 8).compile_targets() == []
+    with pytest.raises(ValueError, match="trainer.compile=codebook: this quantizer has no"):
+        Trainer(tiny_cfg("trainer.compile=codebook", quantizer="vq"), tmp_path / "vq")
+    assert len(compiled) == 1

@@ -80,3 +80,34 @@ def test_vqgan_as_taming_trains_it_differs_from_the_ablation_row_in_its_recipe()
         "quantizer.legacy_beta: False -> True",
     ]
     assert compose(["+baseline=vqgan_taming", "codebook.size=256"]).quantizer.codebook_size == 256
+
+
+def test_gumbel_temperature_follows_its_schedule_through_fit_and_resume(tiny_cfg, tmp_path):
+    """The loop sets the quantizer's step before each step: every training forward uses
+    the schedule's temperature of its step, in a resumed run too (not the first step's)."""
+    from dcvq.quantizers.gumbel import temperature_at
+
+    overrides = ["+baseline=gumbel", "codebook.size=32", "quantizer.anneal_steps=4",
+                 "quantizer.temp_min=0.1", "trainer.max_steps=6",
+                 "trainer.ckpt_every=3"]  # fmt: skip
+    used: list[tuple[int, float]] = []
+
+    def run(*extra: str) -> Trainer:
+        trainer = Trainer(tiny_cfg(*overrides, *extra, quantizer=None), tmp_path)
+        quantizer = trainer.model.quantizer
+
+        def record(module, args):
+            if module.training:  # evaluations take the noiseless argmax: no temperature
+                used.append((trainer.step, module.temperature))
+
+        quantizer.register_forward_pre_hook(record)
+        trainer.fit()
+        return trainer
+
+    run("trainer.max_steps=3")
+    run()  # resumes at step 3
+    q = tiny_cfg(*overrides, quantizer=None).quantizer
+    schedule = (q.temperature_schedule, q.temp_start, q.temp_min, q.anneal_steps)
+    expected = [temperature_at(step, *schedule) for step in range(6)]
+    assert used == [(step, pytest.approx(t)) for step, t in enumerate(expected)]
+    assert expected[0] == 0.9 and expected[-2:] == [pytest.approx(0.1)] * 2  # anneals, then flat

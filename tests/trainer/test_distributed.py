@@ -109,22 +109,9 @@ def test_submitit_tasks_run_ddp(tiny_overrides, tmp_path):
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (job,) = [p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]
+    (job,) = [p for p in sweep.iterdir() if (p / "checkpoints").is_dir()]  # named by its config
     assert read_checkpoint(job / "checkpoints" / "last.pt")["step"] == 3
     assert "world 2" in (job / "train.log").read_text()  # submitit's env became DDP's
-
-
-def test_device_names_resolve_with_clear_errors():
-    from dcvq.trainer.distributed import DistEnv, resolve_device
-
-    assert resolve_device("cpu", DistEnv()) == torch.device("cpu")
-    with pytest.raises(ValueError, match="trainer.device='gpu0': use auto, cpu, cuda"):
-        resolve_device("gpu0", DistEnv())
-    with pytest.raises(ValueError, match="every rank on one GPU; use device=cuda"):
-        resolve_device("cuda:1", DistEnv(0, 2, 0), key="device")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA device is visible; use trainer.device=cpu"):
-            resolve_device("cuda", DistEnv())
 
 
 POISON_SCRIPT = """
@@ -181,12 +168,3 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tiny_overrides, tmp_path):
     state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 2
     assert all(v.isfinite().all() for v in state["model"].values() if v.is_floating_point())
-
-
-def test_amp_dtype_of_each_precision_setting():
-    from dcvq.trainer.distributed import amp_dtype
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert amp_dtype("auto", cpu) is None and amp_dtype("fp32", cuda) is None
-    assert amp_dtype("auto", cuda) is torch.bfloat16 and amp_dtype("bf16", cpu) is torch.bfloat16
-    assert amp_dtype("fp16", cuda) is torch.float16

@@ -21,6 +21,7 @@ def test_paper_configuration_takes_a_full_step(lpips_weights, tmp_path):
             "trainer.progress=false",
             "eval.max_images=1",
             "loss.disc_start=0",
+            "trainer.device=cpu",  # the same fp32 path on every machine, GPU or not
         ]
     )  # discriminator on from step 0
     assert cfg.model.ch == 128 and cfg.quantizer.transformer_layers == 6

@@ -1,4 +1,5 @@
-"""A preemption/timeout signal checkpoints at a step boundary; the rerun continues exactly."""
+"""The training loop's wiring of the stop protocol (dcvq.runtime.stop, tested there): a
+preemption/timeout signal checkpoints at a step boundary; the rerun continues exactly."""
 
 import json
 import os
@@ -11,7 +12,6 @@ import torch
 
 from dcvq.checkpoint import read_checkpoint
 from dcvq.trainer import Trainer
-from dcvq.trainer.preemption import PreemptionGuard, code_signal, signal_code
 
 OVERRIDES = ["trainer.max_steps=5", "trainer.eval_every=100", "trainer.ckpt_every=100"]
 
@@ -66,40 +66,7 @@ def test_previous_python_handler_is_handed_the_signal(tiny_cfg, tmp_path, monkey
     assert read_checkpoint(tmp_path / "checkpoints/last.pt")["step"] == 5
 
 
-# ---- the signal handed on is the one the ranks agreed on ---------------------------------
-
-
-def test_hand_on_a_signal_this_process_did_not_receive():
-    """Under DDP a rank that the signal did not reach is told by the others which one."""
-    with PreemptionGuard() as guard:
-        assert not guard.requested
-        with pytest.raises(SystemExit) as info:
-            guard.hand_on(signal.SIGUSR2)
-    assert info.value.code == 128 + signal.SIGUSR2
-    with PreemptionGuard() as guard, pytest.raises(RuntimeError, match="no signal"):
-        guard.hand_on()
-
-
-def test_hand_on_calls_the_previous_handler_of_the_agreed_signal():
-    seen = []
-    previous = signal.signal(signal.SIGUSR2, lambda s, f: seen.append((s, f)))
-    try:
-        with PreemptionGuard() as guard:
-            guard.hand_on(signal.SIGUSR2)  # submitit's handler on a rank > 0 returns
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
-    assert seen == [(signal.SIGUSR2, None)]
-
-
-def test_the_requeue_signal_wins_over_sigterm():
-    for order in ([signal.SIGTERM, signal.SIGUSR2], [signal.SIGUSR2, signal.SIGTERM]):
-        with PreemptionGuard() as guard:
-            for sig in order:
-                os.kill(os.getpid(), sig)  # handled before os.kill returns
-        assert guard.signum == signal.SIGUSR2
-    assert signal_code(None) == 0 < signal_code(signal.SIGTERM) < signal_code(signal.SIGUSR2)
-    for sig in (None, signal.SIGTERM, signal.SIGUSR2):
-        assert code_signal(signal_code(sig)) == sig
+# ---- under DDP: the ranks agree at the step boundary -----------------------------------
 
 
 RANK_SIGNAL_SCRIPT = """

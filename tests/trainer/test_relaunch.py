@@ -110,7 +110,11 @@ def test_relaunched_sweep_skips_finished_resumes_killed(tiny_overrides, tmp_path
     try:
         deadline = time.monotonic() + 300
         while True:
-            jobs = sorted(p for p in sweep.glob("*") if p.is_dir())
+            # run dirs are named by configuration: the finished one is the first job
+            jobs = sorted(
+                (p for p in sweep.glob("*") if p.is_dir()),
+                key=lambda p: not (p / "eval.json").is_file(),
+            )
             if len(jobs) == 2 and (jobs[1] / "checkpoints" / "last.pt").is_file():
                 break
             assert proc.poll() is None, proc.stdout.read()[-3000:]
@@ -135,4 +139,4 @@ def test_relaunched_sweep_skips_finished_resumes_killed(tiny_overrides, tmp_path
     steps = [json.loads(line)["step"] for line in (killed / "train.jsonl").read_text().splitlines()]
     assert steps.count(1) == 1, "restarted instead of resumed"
     assert steps[-1] == 100
-    assert sorted(p.name for p in sweep.glob("*") if p.is_dir()) == [done.name, killed.name]
+    assert {p.name for p in sweep.glob("*") if p.is_dir()} == {done.name, killed.name}

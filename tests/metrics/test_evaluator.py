@@ -1,4 +1,4 @@
-"""`dcvq.evaluation.evaluate` end to end on a tiny dual-codebook VQGAN."""
+"""`dcvq.metrics.evaluator.Evaluator` end to end on a tiny dual-codebook VQGAN."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dcvq.data import SampleImages, collate
-from dcvq.evaluation import evaluate
+from dcvq.metrics.evaluator import Evaluator
 from dcvq.model.vqgan import VQModel
 from dcvq.quantizers import DualCodebookQuantizer
 
@@ -81,7 +81,7 @@ def test_clean_returns_every_key_json_ready(model, val_images):
     hook = model.register_forward_pre_hook(lambda m, args: seen_modes.append(m.training))
     try:
         ds = Counting(val_images)
-        r = evaluate(model, loader(ds), device="cpu", max_images=5)
+        r = Evaluator(device="cpu")(model, loader(ds), max_images=5)
     finally:
         hook.remove()
     assert seen_modes and not any(seen_modes)  # evaluated in eval mode...
@@ -110,16 +110,8 @@ def test_clean_returns_every_key_json_ready(model, val_images):
 def test_vqct_with_lpips_and_fid_on_standin_weights(
     model, val_images, lpips_weights, inception_weights
 ):
-    r = evaluate(
-        model,
-        loader(val_images),
-        device="cpu",
-        protocol="vqct",
-        fid=True,
-        lpips=True,
-        max_images=2,
-        split="test",
-    )
+    evaluator = Evaluator(device="cpu", protocol="vqct", fid=True, lpips=True)
+    r = evaluator(model, loader(val_images), max_images=2, split="test")
     assert r["n_images"] == 2 and r["protocol"] == "vqct" and r["split"] == "test"
     assert "approximates" in r["note"]
     assert r["lpips"] is not None and r["lpips"] >= 0
@@ -134,8 +126,9 @@ def test_vqct_with_lpips_and_fid_on_standin_weights(
 
 def test_same_images_same_numbers(model, val_images):
     # batch size must not change per-image averages or usage
-    a = evaluate(model, loader(val_images, 1), device="cpu", max_images=4)
-    b = evaluate(model, loader(val_images, 4), device="cpu", max_images=4)
+    evaluator = Evaluator(device="cpu")
+    a = evaluator(model, loader(val_images, 1), max_images=4)
+    b = evaluator(model, loader(val_images, 4), max_images=4)
     for key in ("psnr", "l1", "l2", "ssim"):
         assert a[key] == pytest.approx(b[key], rel=1e-5)
     assert a["codebooks"]["local"]["counts"] == b["codebooks"]["local"]["counts"]
@@ -143,13 +136,13 @@ def test_same_images_same_numbers(model, val_images):
 
 def test_skipped_files_are_listed_not_counted(model, val_images):
     ds = Counting(val_images, bad=(1, 2))
-    r = evaluate(model, loader(ds), device="cpu", max_images=3)
+    r = Evaluator(device="cpu")(model, loader(ds), max_images=3)
     assert r["n_images"] == 3
     assert r["skipped"] == [val_images[1][1], val_images[2][1]]
 
 
 def test_reconstructions_are_written_as_png(model, val_images, tmp_path):
-    evaluate(model, loader(val_images), device="cpu", max_images=3, reconstructions_dir=tmp_path)
+    Evaluator(device="cpu")(model, loader(val_images), max_images=3, reconstructions_dir=tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(f"{val_images[i][1]}.png" for i in range(3))
 
@@ -169,44 +162,41 @@ class Renamed(Dataset):
 
 def test_reconstructions_with_colliding_names_are_all_kept(model, val_images, tmp_path):
     names = ["a/x.jpg", "a/x.png", "a__x.jpg"]  # all three flatten to a__x.png
-    evaluate(model, loader(Renamed(val_images, names)), device="cpu",
-             reconstructions_dir=tmp_path)  # fmt: skip
+    Evaluator(device="cpu")(model, loader(Renamed(val_images, names)), reconstructions_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a__x.000001.png", "a__x.000002.png", "a__x.png"
     ]  # fmt: skip
 
 
-def test_missing_fid_weights_fail_before_any_work(model, val_images):
-    ds = Counting(val_images)
+def test_missing_fid_weights_fail_before_any_work():
     with pytest.raises(FileNotFoundError, match="make weights"):
-        evaluate(model, loader(ds), device="cpu", fid=True)
-    assert ds.reads == 0
+        Evaluator(device="cpu", fid=True)  # when built: before any image is read
 
 
-def test_missing_lpips_weights_fail_clearly(model, val_images):
+def test_missing_lpips_weights_fail_clearly():
     with pytest.raises(FileNotFoundError, match="VGG16") as err:
-        evaluate(model, loader(val_images), device="cpu", lpips=True)
+        Evaluator(device="cpu", lpips=True)
     assert "make weights" in str(err.value) and "eval.lpips=false" in str(err.value)
 
 
-def test_unknown_protocol(model, val_images):
+def test_unknown_protocol():
     with pytest.raises(ValueError, match="eval.protocol"):
-        evaluate(model, loader(val_images), device="cpu", protocol="jpeg")
+        Evaluator(device="cpu", protocol="jpeg")
 
 
 def test_empty_loader_gives_nulls(model):
-    r = evaluate(model, [], device="cpu")
+    r = Evaluator(device="cpu")(model, [])
     assert r["n_images"] == 0 and r["psnr"] is None
     json.dumps(r, allow_nan=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(model, val_images, lpips_weights, inception_weights):
-    kwargs = dict(protocol="vqct", fid=True, lpips=True, max_images=4)
-    cpu = evaluate(model, loader(val_images), device="cpu", **kwargs)
+    kwargs = dict(protocol="vqct", fid=True, lpips=True)
+    cpu = Evaluator(device="cpu", **kwargs)(model, loader(val_images), max_images=4)
     gpu_model = model.to("cuda")
     try:
-        gpu = evaluate(gpu_model, loader(val_images), device="cuda", **kwargs)
+        gpu = Evaluator(device="cuda", **kwargs)(gpu_model, loader(val_images), max_images=4)
     finally:
         model.to("cpu")
     for key in ("psnr", "l1", "l2", "ssim", "lpips", "fid"):

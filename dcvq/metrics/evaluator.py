@@ -1,11 +1,12 @@
-"""One evaluation routine for training-time and offline numbers alike.
+"""The evaluator: one routine for training-time and offline numbers alike.
 
-:func:`evaluate` streams a loader through the model once and returns a JSON-ready dict
-(the content of ``eval.json``). Both the training loop and ``python -m dcvq.evaluate``
-call it, so their numbers agree. Memory stays bounded whatever the split size: only
-per-image metric sums, code counts and FID running statistics are kept, and, when asked
-(``per_image=True``: the final evaluation), five floats per image for ``per_image.csv``,
-which lets the report compare two runs image by image (a paired comparison).
+An :class:`Evaluator` streams a loader through a model once and returns a JSON-ready
+dict (the content of ``eval.json``). Both the training loop and ``python -m
+dcvq.evaluate`` call it, so their numbers agree. Memory stays bounded whatever the split
+size: only per-image metric sums, code counts and FID running statistics are kept, and,
+when asked (``per_image=True``: the final evaluation), five floats per image for
+``per_image.csv``, which lets the report compare two runs image by image (a paired
+comparison).
 """
 
 from __future__ import annotations
@@ -74,8 +75,7 @@ class Evaluator:
     """Measures models under one protocol; loads the metric networks once.
 
     The training loop keeps one for the whole run (Inception and VGG16 are loaded at
-    start, so a missing file fails before the first step); :func:`evaluate` makes one
-    for a single call.
+    start, so a missing file fails before the first step).
     """
 
     def __init__(
@@ -246,40 +246,6 @@ class Evaluator:
             "weights": self.weights,
             "not_measured": dict(self.not_measured),
         }
-
-
-def evaluate(
-    model: nn.Module,
-    loader: Any,
-    *,
-    device: str | torch.device,
-    protocol: str = "clean",
-    fid: bool = False,
-    fid_weights: str | os.PathLike | None = None,
-    lpips: bool = False,
-    lpips_weights: str | os.PathLike | None = None,
-    max_images: int | None = None,
-    reconstructions_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    split: str = "val",
-) -> dict[str, Any]:
-    """One evaluation: :class:`Evaluator` ``(...)(model, loader, ...)``."""
-    evaluator = Evaluator(
-        device=device,
-        protocol=protocol,
-        fid=fid,
-        fid_weights=fid_weights,
-        lpips=lpips,
-        lpips_weights=lpips_weights,
-    )
-    return evaluator(
-        model,
-        loader,
-        max_images=max_images,
-        reconstructions_dir=reconstructions_dir,
-        progress=progress,
-        split=split,
-    )
 
 
 def write_per_image(path: str | os.PathLike, splits: list[tuple[str, dict[str, list]]]) -> None:

@@ -1,4 +1,5 @@
-"""Process-group setup from the environment (torchrun, or submitit's exported env)."""
+"""Where a process computes: its place in the process group (joined from the environment:
+torchrun, or submitit's exported env), its device and the precision it computes in."""
 
 from __future__ import annotations
 
@@ -80,6 +81,17 @@ def process_group(
     finally:
         if created and env.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def max_over_ranks(value: int, env: DistEnv, device: torch.device) -> int:
+    """The largest ``value`` of all ranks: a collective, which every rank calls at the same
+    point; ``value`` itself without a process group. ``device``: this rank's (NCCL
+    reduces CUDA tensors only)."""
+    if not env.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def resolve_device(name: str, env: DistEnv, key: str = "trainer.device") -> torch.device:
