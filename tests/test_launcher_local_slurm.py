@@ -11,7 +11,10 @@ import sys
 import pytest
 
 from dcvq.config import CONF_DIR
-from dcvq.launcher import local_slurm_conf
+from dcvq.launcher import local_slurm_conf, local_slurm_nodes
+
+# The first line launch/local_slurm.sh writes, and its node lines (one per node).
+HEADER = "# Written by launch/local_slurm.sh: a local Slurm of {n} node(s) for development and CI."
 
 
 def test_conf_of_the_local_cluster_goes_into_the_environment(tmp_path):
@@ -28,7 +31,21 @@ def test_conf_of_the_local_cluster_goes_into_the_environment(tmp_path):
     assert "`launch/local_slurm.sh up` as root (sudo where needed" in error
 
 
-def _sweep(tmp_path, state_dir, launcher="slurm_local"):
+def test_nodes_of_the_local_cluster(tmp_path):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(
+        f"{HEADER.format(n=2)}\nClusterName=dcvq-local\n"
+        "NodeName=n1 NodeAddr=10.218.0.2 CPUs=2\nNodeName=n2 NodeAddr=10.218.0.3 CPUs=2\n"
+        "PartitionName=debug Nodes=n[1-2] Default=YES\n"
+    )
+    assert local_slurm_nodes(conf) == 2
+    # a real cluster's slurm.conf (hostlists on its node lines) is not counted
+    conf.write_text("ClusterName=big\nNodeName=gpu[001-128] CPUs=64\n")
+    assert local_slurm_nodes(conf) is None
+    assert local_slurm_nodes(tmp_path / "missing.conf") is None
+
+
+def _sweep(tmp_path, state_dir, launcher="slurm_local", *overrides):
     """train.py -m with stand-in Slurm tools; sbatch records the SLURM_CONF it was run with."""
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
@@ -40,7 +57,7 @@ def _sweep(tmp_path, state_dir, launcher="slurm_local"):
     env |= {"PATH": f"{fake}:{os.environ['PATH']}", "DCVQ_SLURM_DIR": str(state_dir)}
     return subprocess.run(
         [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", f"hydra/launcher={launcher}",
-         "experiment=demo", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+         "experiment=demo", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
     )  # fmt: skip
 
@@ -63,4 +80,18 @@ def test_sweep_without_a_local_cluster_says_how_to_start_one(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "sweep not submitted" in out, out[-3000:]
     assert "`launch/local_slurm.sh up` as root (sudo where needed" in out
+    assert not (tmp_path / "sbatch_env").exists()
+
+
+@pytest.mark.slow
+def test_more_nodes_than_the_local_cluster_has_says_how_to_start_them(tmp_path):
+    state = tmp_path / "dcvq-slurm"
+    state.mkdir()
+    (state / "slurm.conf").write_text(f"{HEADER.format(n=1)}\nNodeName=localhost CPUs=2\n")
+    proc = _sweep(tmp_path, state, "slurm_local", "hydra.launcher.nodes=2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "sweep not submitted" in out, out[-3000:]
+    conf = state / "slurm.conf"
+    assert f"hydra.launcher.nodes=2: the local cluster ({conf}) has 1 node(s)" in out
+    assert "`launch/local_slurm.sh down && launch/local_slurm.sh up --nodes 2`" in out
     assert not (tmp_path / "sbatch_env").exists()

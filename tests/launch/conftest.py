@@ -1,9 +1,12 @@
-"""A real single-node Slurm for the launcher tests, started through launch/local_slurm.sh.
+"""A real Slurm for the launcher tests, started through launch/local_slurm.sh.
 
-`local_slurm` (session scope) brings up a private cluster (its own state dir, ports and
-munged, so it never touches another cluster on the machine) and takes it down at the end.
-It puts ``SLURM_CONF`` into ``os.environ`` for the session, so that ``sbatch``, submitit
-and the Hydra submitit launcher (also in subprocesses) find it.
+`local_slurm` (session scope) brings up a private single-node cluster (its own state dir,
+ports and munged, so it never touches another cluster on the machine) and takes it down at
+the end. It puts ``SLURM_CONF`` into ``os.environ`` for the session, so that ``sbatch``,
+submitit and the Hydra submitit launcher (also in subprocesses) find it.
+`local_slurm_two_nodes` (session scope) is a second private cluster of two nodes, each a
+slurmd in its own network namespace (``local_slurm.sh up --nodes 2``); tests pass its
+``env`` to their subprocesses.
 
 Where a cluster is impossible (not Linux, not root, no package registry to install Slurm
 from, the script fails) the tests that use it SKIP with the reason, except when
@@ -67,6 +70,7 @@ class LocalSlurm:
     dir: Path
     conf: Path
     env: dict[str, str]
+    nodes: int = 1
     up_seconds: float = 0.0
 
     def script(self, *args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -113,17 +117,22 @@ class LocalSlurm:
         ]
 
     def daemon_pids(self) -> dict[str, int]:
-        """Pids from the daemons' pid files (whether or not they still run)."""
+        """Pids from the daemons' pid files (whether or not they still run); several
+        nodes: one ``slurmd-<node>`` each."""
         files = {
             "munged": self.dir / "munge" / "munged.pid",
             "slurmctld": self.dir / "run" / "slurmctld.pid",
-            "slurmd": self.dir / "run" / "slurmd.pid",
         }
+        if self.nodes == 1:
+            files["slurmd"] = self.dir / "run" / "slurmd.pid"
+        else:
+            files |= {f.stem: f for f in (self.dir / "run").glob("slurmd-*.pid")}
         return {n: int(f.read_text().strip()) for n, f in files.items() if f.exists()}
 
 
-def start_local_slurm() -> LocalSlurm:
-    """Starts a private cluster (fresh dir, free ports); raises SlurmUnavailable."""
+def start_local_slurm(nodes: int = 1) -> LocalSlurm:
+    """Starts a private cluster of ``nodes`` nodes (fresh dir, free ports); raises
+    SlurmUnavailable."""
     if not sys.platform.startswith("linux"):
         raise SlurmUnavailable("the local Slurm cluster needs Linux")
     if os.geteuid() != 0:
@@ -143,10 +152,10 @@ def start_local_slurm() -> LocalSlurm:
         DCVQ_SLURM_SLURMD_PORT=str(slurmd_port),
         SLURM_CONF=str(state_dir / "slurm.conf"),
     )
-    cluster = LocalSlurm(dir=state_dir, conf=state_dir / "slurm.conf", env=env)
+    cluster = LocalSlurm(dir=state_dir, conf=state_dir / "slurm.conf", env=env, nodes=nodes)
     t0 = time.monotonic()
     try:
-        proc = cluster.script("up")
+        proc = cluster.script("up", "--nodes", str(nodes))
     except subprocess.TimeoutExpired as e:
         stop_local_slurm(cluster)
         raise SlurmUnavailable(f"launch/local_slurm.sh up timed out after {e.timeout}s") from e
@@ -183,14 +192,29 @@ def local_slurm() -> Iterator[LocalSlurm]:
             stop_local_slurm(cluster)
 
 
+@pytest.fixture(scope="session")
+def local_slurm_two_nodes() -> Iterator[LocalSlurm]:
+    """A running two-node Slurm (nodes n1, n2 in their own network namespaces, partition
+    `debug`); SLURM_CONF is in its ``env``, not in ``os.environ`` (that is `local_slurm`'s)."""
+    try:
+        cluster = start_local_slurm(nodes=2)
+    except SlurmUnavailable as e:
+        skip_or_fail(f"no local two-node Slurm cluster: {e}")
+    try:
+        yield cluster
+    finally:
+        stop_local_slurm(cluster)
+
+
 @pytest.fixture
-def make_local_slurm() -> Iterator[Callable[[], LocalSlurm]]:
-    """Starts extra private clusters on demand (e.g. to test `down`); all stopped after."""
+def make_local_slurm() -> Iterator[Callable[..., LocalSlurm]]:
+    """Starts extra private clusters on demand (``make(nodes=1)``, e.g. to test `down`);
+    all stopped after."""
     started: list[LocalSlurm] = []
 
-    def make() -> LocalSlurm:
+    def make(nodes: int = 1) -> LocalSlurm:
         try:
-            cluster = start_local_slurm()
+            cluster = start_local_slurm(nodes)
         except SlurmUnavailable as e:
             skip_or_fail(f"no local Slurm cluster: {e}")
         started.append(cluster)

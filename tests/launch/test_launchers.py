@@ -142,6 +142,7 @@ def test_slurm_a100_submits_the_promised_sbatch_script(tmp_path, no_slurm_env):
     assert "constraint" not in flags and "qos" not in flags
     assert "export DCVQ_VENV=/shared/dcvq/.venv" in script
     assert "export SRUN_CPUS_PER_TASK=8" in script
+    assert "export SLURM_KILL_BAD_EXIT=1" in script  # a failed rank ends the job's others
     assert re.search(r"^srun .* -m submitit\.core\._submit ", script, re.MULTILINE), script
 
 

@@ -1,8 +1,11 @@
-"""The local single-node Slurm (launch/local_slurm.sh) behaves like a real cluster."""
+"""The local Slurm (launch/local_slurm.sh) behaves like a real cluster: on one node, and
+on several (`up --nodes N`), each node in its own network namespace."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -127,3 +130,65 @@ def test_up_is_idempotent_and_down_leaves_no_daemons(make_local_slurm):
     status = cluster.script("status")
     assert status.returncode != 0
     assert "slurmctld: not running" in status.stdout
+
+
+def _network(cluster) -> tuple[str, str, str]:
+    """This machine's namespaces, links and addresses (`ip`), to find a cluster's."""
+    out = [
+        subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        for cmd in (["ip", "netns", "list"], ["ip", "-o", "link"], ["ip", "-4", "-o", "addr"])
+    ]
+    return out[0], out[1], out[2]
+
+
+def test_two_nodes_each_in_its_own_namespace_and_down_removes_them(make_local_slurm, tmp_path):
+    cluster = make_local_slurm(nodes=2)
+    out = cluster.run("sinfo", "-h", "-N", "-o", "%N %P %t").stdout.split("\n")
+    assert out[:2] == ["n1 debug* idle", "n2 debug* idle"], out
+    layout = dict(line.split("=", 1) for line in (cluster.dir / "layout.env").read_text().split())
+    subnet, net_id = layout["SUBNET"], layout["NET_ID"]
+    # the controller listens on the bridge only (no address of the machine's own network)
+    conf = cluster.conf.read_text()
+    assert f"SlurmctldHost=dcvq-ctld({subnet}.1)" in conf
+    assert f"NodeName=n2 NodeHostname=n2 NodeAddr={subnet}.3" in conf
+
+    # each task sees its node's hostname and address; the other node is reachable by name
+    script = (
+        'echo "$SLURM_PROCID $(hostname) $(getent hosts $(hostname) | cut -d" " -f1)"'
+        ' "$(getent hosts n1 | cut -d" " -f1)"'
+    )
+    job_id, states = cluster.sbatch(
+        "--nodes=2", "--ntasks-per-node=1", f"--output={tmp_path}/%j.out",
+        "--wrap", f"srun bash -c '{script}'",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert states == ["COMPLETED"]
+    lines = sorted((tmp_path / f"{job_id}.out").read_text().split("\n")[:2])
+    assert lines == [f"0 n1 {subnet}.2 {subnet}.2", f"1 n2 {subnet}.3 {subnet}.2"], lines
+
+    # interactive srun, as if logged in on n1 (from the machine it cannot reach the nodes)
+    srun = cluster.script("exec", "n1", "srun", "--nodes=2", "hostname", timeout=60)
+    assert srun.returncode == 0 and sorted(srun.stdout.split()) == ["n1", "n2"], srun.stderr
+
+    namespaces, links, addrs = _network(cluster)
+    assert re.search(rf"^dcvq-{net_id}-n1\b", namespaces, re.M)
+    assert f"dcvqbr{net_id}:" in links and f"{subnet}.1/24" in addrs
+    pids = cluster.daemon_pids()
+    assert set(pids) == {"munged", "slurmctld", "slurmd-n1", "slurmd-n2"}
+
+    down = cluster.script("down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in pids.values() if _running(p)]
+    namespaces, links, addrs = _network(cluster)
+    assert f"dcvq-{net_id}-" not in namespaces
+    assert f"dcvqbr{net_id}:" not in links and f"dcvq{net_id}n" not in links
+    assert f"{subnet}." not in addrs
+    assert cluster.script("down").returncode == 0  # safe to repeat
+
+
+def test_up_with_another_node_count_is_refused_while_running(local_slurm):
+    again = local_slurm.script("up", "--nodes", "2")
+    assert again.returncode != 0
+    assert "runs with 1 node(s), not 2: run `" in again.stderr and "down` first" in again.stderr
+    bad = local_slurm.script("up", "--nodes", "zero")
+    assert bad.returncode != 0 and "give a number from 1 to 200" in bad.stderr
