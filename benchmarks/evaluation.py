@@ -8,8 +8,10 @@ FID and LPIPS off on CPU: their networks would be the whole cost). The model is 
 codebook. The baseline is the bare loop that the evaluator wraps (`model(x)` in eval
 mode without autograd, same loader), alternated with it on the smallest split: the
 ratio is what the metrics cost. Then each split is timed once and run once more for its
-peak memory, which should not grow with the number of images. On GPU (`--device cuda`)
-the model is the paper's f16 at 256x256 with 1024 codes, fed by 4 loader workers.
+peak memory, which should not grow with the number of images. Every row also gives the
+model's FLOP/s (FlopCounterMode's count of `model(x)` per image) and, on a card in
+`harness.PEAK_FLOPS`, its MFU. On GPU (`--device cuda`) the model is the paper's f16 at
+256x256 with 1024 codes, fed by 4 loader workers.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.harness import (
     Context,
     compare,
+    count_flops,
+    device_name,
+    flop_fields,
     not_measured,
     paper_f16,
+    peak_flops,
     row,
     sync,
     target,
@@ -109,6 +115,20 @@ def run(ctx: Context) -> dict[str, Any]:
     # Warm-up: first calls load kernels and fill the eval-mode codebook cache.
     run_eval(2 * batch)
     bare(2 * batch)
+    # The model's FLOPs per image, counted once on one batch with the codebook cached, as
+    # for all but a split's first batch (the metrics' element-wise work is not counted),
+    # against the card's fp32 peak: evaluation runs without autocast.
+    x = next(iter(loader(batch, side, batch))).to(ctx.device)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    per_image = count_flops(forward) / batch
+    rate = peak_flops(device_name(ctx.device), "fp32")
+
+    def flops(seconds: float, n: int) -> tuple[dict[str, Any], str]:
+        return flop_fields(per_image, seconds / n, rate, per="image")
 
     small = sizes[0]
     ctx.log(f"  {BENCH} {config}: evaluate vs bare loop at {small} images")
@@ -118,26 +138,25 @@ def run(ctx: Context) -> dict[str, Any]:
         warmup=1,
         repeats=ctx.pick(2, 3, 3),
     )
-    rows = [
-        row(
-            BENCH,
-            "evaluate",
-            f"{small} images, alternated; {config}",
-            cmp=cmp,
-            baseline="bare_model_loop",
-            items=small,
-            unit="images",
-        ),
-        row(
-            BENCH,
-            "bare_model_loop",
-            f"{small} images, alternated; {config}",
-            cmp=cmp,
-            items=small,
-            unit="images",
-            note="model(x) only: the floor evaluate cannot beat",
-        ),
-    ]
+    rows = []
+    for case, baseline, note in (
+        ("evaluate", "bare_model_loop", ""),
+        ("bare_model_loop", None, "model(x) only: the floor evaluate cannot beat; "),
+    ):
+        extra, flop_note = flops(cmp.median(case), small)
+        rows.append(
+            row(
+                BENCH,
+                case,
+                f"{small} images, alternated; {config}",
+                cmp=cmp,
+                baseline=baseline,
+                items=small,
+                unit="images",
+                note=note + flop_note,
+                **extra,
+            )
+        )
     peaks: dict[int, float | None] = {}
 
     def timed(n: int) -> float:
@@ -159,6 +178,7 @@ def run(ctx: Context) -> dict[str, Any]:
             with track_peak(ctx.device) as mem:
                 run_eval(n)
         peaks[n] = mem["peak_mib"]
+        extra, flop_note = flops(seconds, n)
         rows.append(
             row(
                 BENCH,
@@ -168,7 +188,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 items=n,
                 unit="images",
                 peak_mib=peaks[n],
-                note="one run" if gpu else "one timed run, one memory run",
+                note=("one run" if gpu else "one timed run, one memory run") + "; " + flop_note,
+                **extra,
             )
         )
     if not gpu:

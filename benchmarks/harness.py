@@ -245,30 +245,50 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-# Dense peak FLOP/s of known cards, for model-FLOP utilisation (bf16 tensor cores; SXM).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
+# Dense peak FLOP/s of known cards, for model-FLOP utilisation, from NVIDIA's datasheets
+# ("NVIDIA H100 Tensor Core GPU" and "NVIDIA H200 Tensor Core GPU": SXM and PCIe columns;
+# "NVIDIA A100 Tensor Core GPU"; "NVIDIA L40S"), whose tensor-core figures quoted with
+# sparsity are halved here. ``bf16``: bf16 tensor cores, for autocast steps. ``fp32``:
+# TF32 tensor cores, on which cuDNN runs PyTorch's fp32 convolutions by default (the
+# steps' FLOPs are nearly all convolutions). The first key found in the device's name
+# wins: PCIe before SXM.
+PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "H100 PCIe": {"bf16": 756.5e12, "fp32": 378e12},
+    "H100": {"bf16": 989.5e12, "fp32": 494.5e12},
+    "H200": {"bf16": 989.5e12, "fp32": 494.5e12},
+    "A100": {"bf16": 312e12, "fp32": 156e12},
+    "L40S": {"bf16": 362e12, "fp32": 183e12},
+}
 
 
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return value
+def device_name(device: torch.device) -> str | None:
+    """The card's name (``torch.cuda.get_device_name``); None for a CPU."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
+def peak_flops(name: str | None, precision: str) -> float | None:
+    """Peak FLOP/s of the card called ``name`` at ``precision`` (``bf16``, or ``fp32``
+    for everything without autocast); None for a CPU (``name`` None) or a card not in
+    ``PEAK_FLOPS``."""
+    for key, peaks in PEAK_FLOPS.items():
+        if name is not None and key in name:
+            return peaks["bf16" if precision == "bf16" else "fp32"]
     return None
 
 
-def flop_fields(flops: float, seconds: float, peak: float | None) -> tuple[dict[str, Any], str]:
-    """Row fields (GFLOP per step, achieved TFLOP/s, MFU when the card's peak is known)
-    and the note text for them."""
+def flop_fields(
+    flops: float, seconds: float, peak: float | None, per: str = "step"
+) -> tuple[dict[str, Any], str]:
+    """Row fields for ``flops`` done in ``seconds`` (one ``per``): GFLOP per ``per``,
+    achieved TFLOP/s and MFU (``None`` where the peak is unknown), and the note text."""
+    achieved = flops / seconds
     extra: dict[str, Any] = {
-        "gflop_per_step": flops / 1e9,
-        "achieved_tflops": flops / seconds / 1e12,
+        f"gflop_per_{per}": flops / 1e9,
+        "achieved_tflops": achieved / 1e12,
+        "mfu": achieved / peak if peak else None,
     }
-    note = f"{flops / 1e9:.1f} GFLOP/step (FlopCounterMode)"
+    note = f"{flops / 1e9:.3g} GFLOP/{per} (FlopCounterMode), {achieved / 1e12:.3g} TFLOP/s"
     if peak:
-        extra["mfu"] = flops / seconds / peak
         note += f", MFU {extra['mfu']:.1%}"
     return extra, note
 

@@ -9,8 +9,8 @@
 - ``distance``: the nearest-code search alone, dcvq's chunked ``nearest_code`` against
   the unchunked formula taming uses, and the same search with its product through
   ``addmm`` (MKL) instead of oneDNN, with peak memory; and the dual quantizer's search
-  (two 128-d halves, each against its own codebook), which bounds how close eval-mode
-  ``t128_s128`` can come to ``vq``.
+  (two 128-d halves, each against its own codebook, in one batched call), which bounds
+  how close eval-mode ``t128_s128`` can come to ``vq``.
 
 Settings of the anchors: taming ``VectorQuantizer2(legacy=False)`` (the same maths as
 dcvq's ``vq``); lucidrains ``VectorQuantize`` with ``learnable_codebook=True``,
@@ -202,14 +202,15 @@ def _distance_rows(
     g = torch.Generator().manual_seed(1)
     z = torch.randn(m, DIM, generator=g).to(ctx.device)
     codebook = torch.randn(n_codes, DIM, generator=g).to(ctx.device)
-    # The dual quantizer's search: each half's rows (contiguous, as it makes them)
-    # against its own codebook. The same multiply-adds as one 256-d search, but twice
-    # the scores to write and reduce: the floor of dual/vq in eval mode.
-    halves = [(part.contiguous(), cb.contiguous()) for part, cb in
-              zip(z.chunk(2, 1), codebook.chunk(2, 1), strict=True)]  # fmt: skip
+    # The dual quantizer's search: both halves' rows stacked (each half contiguous, as it
+    # makes them), each against its own codebook, in one call. The same multiply-adds as
+    # one 256-d search, but twice the scores to write and reduce: the floor of dual/vq in
+    # eval mode.
+    halves = torch.stack([part.contiguous() for part in z.chunk(2, 1)])
+    half_codebooks = torch.stack([part.contiguous() for part in codebook.chunk(2, 1)])
     fns = {
         "dcvq_nearest_code": lambda: qsearch.nearest_code(z, codebook),
-        "dcvq_nearest_code_2x128": lambda: [qsearch.nearest_code(*h) for h in halves],
+        "dcvq_nearest_code_2x128": lambda: qsearch.nearest_code(halves, half_codebooks),
         "dcvq_addmm": lambda: addmm_nearest_code(z, codebook),
         "taming_unchunked": lambda: unchunked_taming(z, codebook),
     }

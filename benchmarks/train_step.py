@@ -25,6 +25,7 @@ from benchmarks.harness import (
     Context,
     compare,
     count_flops,
+    device_name,
     flop_fields,
     not_measured,
     peak_flops,
@@ -176,7 +177,7 @@ def measure(
         fns[spec.case] = lambda t=trainer, x=x: t.train_step([x])
     ctx.log(f"  {BENCH} {setup.config}: {', '.join(fns)}")
     cmp = compare(fns, device=ctx.device, warmup=warmup, repeats=repeats)
-    peak_device = peak_flops(ctx.device)
+    name = device_name(ctx.device)
     flops_by_quantizer: dict[str, int] = {}
     rows = []
     for spec in specs:
@@ -184,10 +185,11 @@ def measure(
         if spec.quantizer not in flops_by_quantizer and spec.compile == "none":
             flops_by_quantizer[spec.quantizer] = count_flops(fns[spec.case])
         flops = flops_by_quantizer.get(spec.quantizer)
-        extra: dict[str, Any] = {"gflop_per_step": None}
+        extra: dict[str, Any] = {"gflop_per_step": None, "mfu": None}
         note = ""
         if flops is not None:
-            extra, note = flop_fields(flops, cmp.median(spec.case), peak_device)
+            rate = peak_flops(name, spec.precision)
+            extra, note = flop_fields(flops, cmp.median(spec.case), rate)
         rows.append(
             row(
                 BENCH,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -48,7 +49,13 @@ def resolve_vgg16_weights(
 class LPIPS(nn.Module):
     """Frozen LPIPS-VGG distance, ``forward(x, y) -> B x 1 x 1 x 1`` for images in [-1, 1].
 
-    Always evaluated in fp32 (outside autocast): its normalisations overflow in fp16.
+    The VGG16 trunk runs under the caller's autocast when that is bf16 (the training step's
+    ``trainer.precision=bf16``), in fp32 otherwise: fp16 (largest value 65504) can
+    overflow on its unnormalised ReLU features. What follows stays fp32 whatever the
+    autocast: each position's feature vector is divided by its norm (a square root of a
+    sum over up to 512 channels), then the two images' unit vectors are subtracted, and
+    for a good reconstruction they nearly cancel: bf16's 8-bit mantissa there would leave
+    mostly rounding. Bounded against fp32 in ``tests/losses/test_vqgan.py``.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, **names: str) -> None:
@@ -83,11 +90,23 @@ class LPIPS(nn.Module):
         if missing:
             raise RuntimeError(f"{path} lacks VGG16 layers {sorted(missing)[:4]}...")
         self.net.net.load_state_dict(mapped)
+        self.normalize = lpips.normalize_tensor  # each position's features to unit norm
         self.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> LPIPS:
         return super().train(False)  # frozen: never dropout/train mode
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.net(x.float(), y.float())
+        # lpips.LPIPS.forward (version 0.1, no spatial map), with the autocast split above
+        device, net = x.device.type, self.net
+        bf16 = torch.is_autocast_enabled(device) and (
+            torch.get_autocast_dtype(device) == torch.bfloat16
+        )
+        with nullcontext() if bf16 else torch.autocast(device, enabled=False):
+            feats = [net.net(net.scaling_layer(image.float())) for image in (x, y)]
+        with torch.autocast(device, enabled=False):
+            total = 0
+            for lin, a, b in zip(net.lins, *feats, strict=True):
+                diff = self.normalize(a.float()) - self.normalize(b.float())
+                total = total + lin(diff * diff).mean((2, 3), keepdim=True)
+            return total

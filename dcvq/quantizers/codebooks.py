@@ -35,6 +35,8 @@ class TransformerCodebook(nn.Module):
     that bypass the version counter are not seen: fused optimizers
     (``Adam(fused=True)``) and ``.data`` assignments. After one of those in eval mode,
     call ``clear_cache()`` (``train()``/``eval()`` clear it too; the Trainer does).
+    Inside ``torch.compile`` there is no cache: a graph cannot keep one keyed on the
+    weights' versions, so a compiled call regenerates the table and follows every change.
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class TransformerCodebook(nn.Module):
         return self.transformer(self.base.unsqueeze(0)).squeeze(0)
 
     def forward(self) -> Tensor:
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
             return self.generate()
         key = self._param_key()
         if key is None:

@@ -56,6 +56,21 @@ def test_machine_info_names_the_hardware():
     assert info["cpu"] and info["torch"] == torch.__version__ and info["torch_threads"] >= 1
 
 
+def test_peak_flops_by_card_name_and_precision():
+    """MFU's denominator: the table's dense peaks by the name CUDA reports; None (JSON
+    null, no MFU) for a CPU or a card not in the table."""
+    assert harness.peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989.5e12
+    assert harness.peak_flops("NVIDIA H100 PCIe", "bf16") == 756.5e12  # not the SXM's
+    assert harness.peak_flops("NVIDIA H200", "fp32") == 494.5e12
+    assert harness.peak_flops("NVIDIA A100-SXM4-80GB", "fp32") == 156e12
+    assert harness.peak_flops("NVIDIA GeForce RTX 4090", "bf16") is None
+    assert harness.peak_flops(None, "bf16") is None
+    extra, note = harness.flop_fields(2e12, 0.5, 8e12)
+    assert extra == {"gflop_per_step": 2000.0, "achieved_tflops": 4.0, "mfu": 0.5}
+    assert note.endswith("4 TFLOP/s, MFU 50.0%")
+    assert harness.flop_fields(2e12, 0.5, None, per="image")[0]["mfu"] is None
+
+
 def test_distance_formulas_agree():
     g = torch.Generator().manual_seed(0)
     z, codebook = torch.randn(300, 16, generator=g), torch.randn(700, 16, generator=g)
@@ -83,6 +98,7 @@ def test_train_step_benchmark(ctx):
     assert set(rows) == {"dcvq_vq", "dcvq_t128_s128"}
     assert rows["dcvq_t128_s128"]["vs"] == "dcvq_vq"
     assert rows["dcvq_vq"]["gflop_per_step"] > 0
+    assert all(r["achieved_tflops"] > 0 and r["mfu"] is None for r in rows.values())  # CPU
     gpu_rows = [r for r in out["rows"] if r["median_ms"] is None]
     assert gpu_rows and all(r["note"].startswith("not measured") for r in gpu_rows)
     assert out["targets"][0]["met"] is None  # GPU only
@@ -112,6 +128,8 @@ def test_taming_step_benchmark_losses_equal(ctx):
     rows = {r["case"]: r for r in out["rows"] if r["median_ms"] is not None}
     assert set(rows) == {"taming_fp32", "dcvq_fp32"}
     assert rows["dcvq_fp32"]["vs"] == "taming_fp32"
+    # one FLOP count (dcvq's step) for every case, taming's included
+    assert rows["taming_fp32"]["gflop_per_step"] == rows["dcvq_fp32"]["gflop_per_step"] > 0
     assert out["targets"][0]["met"] is True
 
 
@@ -122,6 +140,8 @@ def test_evaluation_benchmark(ctx):
     sized = [r for r in out["rows"] if r["note"].startswith("one")]
     assert [r["config"].split(" ")[0] for r in sized] == ["16", "32", "64"]
     assert all(r["throughput"] > 0 for r in sized)
+    measured = [r for r in out["rows"] if r["median_ms"] is not None]
+    assert all(r["gflop_per_image"] > 0 and r["mfu"] is None for r in measured)
 
 
 def test_cli_runs_each_benchmark_in_its_own_process(tmp_path):

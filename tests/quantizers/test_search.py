@@ -32,9 +32,14 @@ def test_nearest_code_matches_brute_force_on_every_path(cpu_product, monkeypatch
     g = torch.Generator().manual_seed(0)
     z, codebook = torch.randn(700, 16, generator=g), torch.randn(1024, 16, generator=g)
     assert torch.equal(nearest_code(z, codebook), brute_force(z, codebook))
-    # a column slice of a wider matrix (the dual quantizer's halves) needs no copy
+    # a column slice of a wider matrix needs no copy
     wide = torch.randn(700, 32, generator=g)
     assert torch.equal(nearest_code(wide[:, 16:], codebook), brute_force(wide[:, 16:], codebook))
+    # two searches at once (the dual quantizer's halves), each against its own codebook
+    codebooks = torch.stack([codebook, torch.randn(1024, 16, generator=g)])
+    rows = torch.stack([z, wide[:, :16]])
+    want = torch.stack([brute_force(r, c) for r, c in zip(rows, codebooks, strict=True)])
+    assert torch.equal(nearest_code(rows, codebooks), want)
 
 
 def test_ties_go_to_the_lowest_index_and_nan_rows_to_code_0(cpu_product):
@@ -56,12 +61,18 @@ def test_two_level_argmax_is_argmax():
     s = torch.randint(0, 5, (300, 512), generator=g).float()  # many exact ties
     s[7, 100] = float("nan")
     s[8, [40, 300]] = float("nan")
-    assert torch.equal(search._argmax_rows(s), s.argmax(1))
+
+    def same(s: torch.Tensor) -> bool:  # one matrix, and as two searches' matrices
+        halves = (h.contiguous() for h in s.chunk(2))  # made one at a time, as products are
+        two = search._argmax_rows(halves)
+        return torch.equal(search._argmax_rows([s]), s.argmax(1)) and torch.equal(two, s.argmax(1))
+
+    assert same(s)
     s[7:9] = 0
     s[9, [50, 200]] = float("inf")
-    assert torch.equal(search._argmax_rows(s), s.argmax(1))
+    assert same(s)
     odd = torch.randn(10, 100, generator=g)  # width not a multiple of the block
-    assert torch.equal(search._argmax_rows(odd), odd.argmax(1))
+    assert same(odd)
 
 
 def test_search_ignores_autocast_and_autograd():
