@@ -3,6 +3,7 @@ the default install unchanged."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,9 +17,13 @@ def commands(script: Path) -> list[str]:
 
 def make_dry_run(*args: str) -> list[str]:
     """The commands ``make -n -B`` would run (every prerequisite treated as outdated)."""
+    # under `make test` (CI) make's own variables would make this a sub-make that prints
+    # the directories it enters
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     proc = subprocess.run(
-        ["make", "-n", "-B", *args], cwd=REPO, capture_output=True, text=True, check=True
-    )
+        ["make", "--no-print-directory", "-n", "-B", *args],
+        cwd=REPO, capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
     return [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
 
 

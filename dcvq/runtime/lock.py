@@ -6,6 +6,10 @@ configuration), and a second launch of a running sweep finds its runs' dirs in u
 writers of one checkpoint would corrupt each other's run. The lock is ``flock`` on the
 directory itself (no lock file to leave behind); the kernel releases it when the process
 ends, however it ends, so a requeued or resumed job takes it again at once.
+
+A forked child (a data-loader worker) would share the lock and keep it past its holder's
+release: children close the held descriptors right after the fork (``_held``, the one
+piece of process state here, exists for that).
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from dcvq.errors import UserError
 
 class RunDirInUse(UserError):
     """Another process holds the run directory."""
+
+
+_held: set[int] = set()  # the descriptors of the run dirs this process holds
+
+
+def _release_in_child() -> None:
+    for fd in _held:
+        os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_release_in_child)
 
 
 @contextmanager
@@ -41,6 +57,8 @@ def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
                 "sweep is running already; give each job its own configuration or "
                 "hydra.sweep.subdir"
             ) from None
+        _held.add(fd)
         yield path
     finally:
+        _held.discard(fd)
         os.close(fd)  # releases the lock

@@ -1,7 +1,9 @@
 """One process trains a run dir at a time (dcvq/runtime/lock.py)."""
 
+import multiprocessing
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,3 +39,24 @@ def test_training_refuses_a_run_dir_another_process_holds(tiny_cfg, tmp_path):
         holder.kill()
         holder.wait()
     assert train(tiny_cfg(), tmp_path)["step"] == 4  # the lock went with the process
+
+
+def _wait(started, seconds: float) -> None:
+    started.set()
+    time.sleep(seconds)
+
+
+def test_forked_workers_do_not_keep_the_run_dir_held(tmp_path):
+    """A data-loader worker forked while the lock is held must not hold it after the
+    trainer lets go (a resumed run in the same process takes it again)."""
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    with run_dir_lock(tmp_path):
+        worker = ctx.Process(target=_wait, args=(started, 30), daemon=True)
+        worker.start()
+        assert started.wait(30)  # the child runs (its fork handlers ran before)
+    try:
+        with run_dir_lock(tmp_path):
+            pass
+    finally:
+        worker.kill()
