@@ -42,7 +42,9 @@ def run_dir_name(row: str, codebook_size: Any, overrides: Sequence[str]) -> str:
     kept = []
     for text in overrides:
         key = OverridesParser.create().parse_override(text).key_or_group
-        if not (key.startswith("hydra") or under(key, (*RESULT_NEUTRAL, *named))):
+        # a quantizer key (quantizer.rotation_trick=true) tells runs apart: only the
+        # group choice itself is in the name already
+        if not (key.startswith("hydra") or key in named or under(key, RESULT_NEUTRAL)):
             kept.append(text.replace("/", "%2F"))  # a path value is one directory
     return ",".join([f"{row}_n{codebook_size}", *sorted(kept)])
 
@@ -60,6 +62,51 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def under(key: str, prefixes: Sequence[str]) -> bool:
     """Whether the dotted ``key`` is one of ``prefixes`` or below one of them."""
     return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def declared_defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` with every key its groups declare and it lacks, at its declared default:
+    a run written before a key existed ran with what became its default (a new key keeps
+    the old behaviour as its default), so re-launches and the report's rows do not tell
+    it apart from a run that has the key at that value. Declared: the trainer, eval, loss,
+    model and dataset schemas' fields (dcvq.config.schema), and the quantizer class's
+    constructor arguments (its ``_target_``)."""
+    import dataclasses
+    import inspect
+
+    from hydra.utils import get_class
+
+    from dcvq.config import schema
+
+    out = dict(flat)
+
+    def fill(group: str, defaults: dict[str, Any]) -> None:
+        for key, value in defaults.items():
+            out.setdefault(f"{group}.{key}", value)
+
+    groups = {"trainer": schema.TrainerSchema, "eval": schema.EvalSchema,
+              "loss": schema.LossSchema, "model": schema.ModelSchema}  # fmt: skip
+    option = schema.dataset_option(str(flat.get("dataset._target_", "")))
+    if option is not None:
+        groups["dataset"] = schema.DATASETS[option]
+    for group, cls in groups.items():
+        if not any(k.startswith(group + ".") for k in flat):
+            continue  # a config without the group (an evaluate config's trainer)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+        fill(group, {k: v for k, v in values.items() if not isinstance(v, dict)})
+    target = flat.get("quantizer._target_")
+    if isinstance(target, str):
+        try:
+            params = inspect.signature(get_class(target)).parameters.values()
+        except Exception:  # noqa: BLE001 - a class that is gone: nothing declared
+            params = []
+        fill("quantizer", {p.name: p.default for p in params if p.default is not p.empty})
+    return out
 
 
 def as_run(flat: dict[str, Any]) -> dict[str, Any]:
@@ -97,4 +144,5 @@ def result_changes(
     run's results (all but :data:`RESULT_NEUTRAL` and ``also_neutral``), with the
     precision compared as it runs (:func:`as_run`)."""
     neutral = (*RESULT_NEUTRAL, *also_neutral)
-    return _changes(as_run(flatten(saved)), as_run(_flat(cfg)), lambda k: not under(k, neutral))
+    old, new = (as_run(declared_defaults(f)) for f in (flatten(saved), _flat(cfg)))
+    return _changes(old, new, lambda k: not under(k, neutral))

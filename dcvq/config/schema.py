@@ -43,6 +43,12 @@ class VQSchema:
     beta: float = 0.25
     # False: |sg[z]-q|^2 + beta|z-sg[q]|^2 (the Dual Codebook release); True: taming's legacy
     legacy_beta: bool = False
+    # the encoder's gradient through the rotation trick (Fifty et al. 2024), not straight through
+    rotation_trick: bool = False
+    # codes from k-means of the first batches' latents (dcvq/quantizers/tables.py)
+    kmeans_init: bool = False
+    # a code unused for this many steps is restarted at a latent of the batch (0: never)
+    restart_unused_after: int = 0
 
 
 @dataclass
@@ -58,6 +64,11 @@ class DualSchema:
     transformer_dropout: float = 0.1
     beta: float = 0.25
     legacy_beta: bool = False
+    # k-means of the first batches' latents into the local table and the global one (T:
+    # the transformer's base table); dcvq/quantizers/tables.py
+    kmeans_init: bool = False
+    # plain tables only (local; global where S): restart a code unused this many steps
+    restart_unused_after: int = 0
 
 
 @dataclass
@@ -85,6 +96,34 @@ class CVQSchema:
     first_batch: bool = False
     contras_loss: bool = False
     contras_temperature: float = 0.07
+    legacy_beta: bool = False
+
+
+@dataclass
+class FSQSchema:
+    _target_: str = "dcvq.quantizers.FSQQuantizer"
+    codebook_size: int = II("codebook.size")
+    dim: int = II("model.embed_dim")
+    # levels per channel; null: the FSQ paper's for codebook.size (dcvq/quantizers/fsq.py)
+    levels: list[int] | None = None
+
+
+@dataclass
+class LFQSchema:
+    _target_: str = "dcvq.quantizers.LFQQuantizer"
+    codebook_size: int = II("codebook.size")  # a power of two: log2 of it sign channels
+    dim: int = II("model.embed_dim")
+    entropy_weight: float = 0.1
+    diversity_gamma: float = 1.0
+    commitment_weight: float = 0.25
+
+
+@dataclass
+class SimVQSchema:
+    _target_: str = "dcvq.quantizers.SimVQQuantizer"
+    codebook_size: int = II("codebook.size")
+    dim: int = II("model.embed_dim")
+    beta: float = 0.25
     legacy_beta: bool = False
 
 
@@ -213,6 +252,15 @@ class TrainerSchema:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    # the quantizer's codebook parameters (Quantizer.codebook_parameters) train at lr
+    # times this, in their own optimiser group
+    codebook_lr_mult: float = 1.0
+    # a codebook collapsed at an evaluation (distinct < used / 2): warn | stop | rollback
+    # (to the last healthy evaluation's checkpoint, the codebook's rate times
+    # collapse_lr_factor; at most max_rollbacks times, then stop): dcvq/trainer/collapse.py
+    on_collapse: str = "warn"
+    collapse_lr_factor: float = 0.3
+    max_rollbacks: int = 3
     eval_every: int = 5000
     ckpt_every: int = 5000
     log_every: int = 50
@@ -404,6 +452,9 @@ def register() -> None:
     cs.store(group="schema/quantizer", name="dual", node=DualSchema)
     cs.store(group="schema/quantizer", name="gumbel", node=GumbelSchema)
     cs.store(group="schema/quantizer", name="cvq", node=CVQSchema)
+    cs.store(group="schema/quantizer", name="fsq", node=FSQSchema)
+    cs.store(group="schema/quantizer", name="lfq", node=LFQSchema)
+    cs.store(group="schema/quantizer", name="simvq", node=SimVQSchema)
     cs.store(group="schema/loss", name="vqgan", node=LossSchema)
     for name, schema in DATASETS.items():
         cs.store(group="schema/dataset", name=name, node=schema)

@@ -170,6 +170,17 @@ def validate(cfg: DictConfig) -> None:
             errors.append(f"trainer.lr_schedule={t.lr_schedule!r}: use constant or cosine")
         if t.get("warmup_steps", 0) < 0:
             errors.append(f"trainer.warmup_steps={t.warmup_steps}: use a number >= 0")
+        if t.get("on_collapse", "warn") not in ("warn", "stop", "rollback"):
+            errors.append(f"trainer.on_collapse={t.on_collapse!r}: use warn, stop or rollback")
+        if not 0 < t.get("collapse_lr_factor", 0.3) < 1:
+            errors.append(
+                f"trainer.collapse_lr_factor={t.collapse_lr_factor}: use a factor in (0, 1) "
+                "(the codebook's rate after a rollback)"
+            )
+        if t.get("max_rollbacks", 0) < 0:
+            errors.append(f"trainer.max_rollbacks={t.max_rollbacks} must be >= 0")
+        if t.get("codebook_lr_mult", 1.0) <= 0:
+            errors.append(f"trainer.codebook_lr_mult={t.codebook_lr_mult} must be > 0")
         if t.get("compile", "none") not in ("none", "codebook", "model"):
             errors.append(f"trainer.compile={t.compile!r}: use none, codebook or model")
         errors += _num_workers_errors(t.get("num_workers", 0), "trainer.num_workers")

@@ -27,5 +27,10 @@ class RunLogger:
     def log_image(self, key: str, path: Path, step: int) -> None:
         """An image already written to disk (e.g. a reconstruction grid)."""
 
+    def set_discarded_steps(self, steps: int) -> None:
+        """The optimizer steps trained and then discarded by rollbacks so far
+        (``trainer.on_collapse=rollback``): a dashboard whose x-axis must only increase
+        logs at ``step + steps``."""
+
     def finish(self) -> None:
         """Flush and close; called on normal end, error and preemption."""

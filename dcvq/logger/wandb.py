@@ -161,6 +161,7 @@ class WandbLogger(RunLogger):
         self.fallback_offline = fallback_offline
         self.run: Any = None  # the wandb Run; None before start, after finish, or disabled
         self.resolved_mode: str | None = None
+        self.discarded_steps = 0  # by rollbacks (set_discarded_steps)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -285,11 +286,23 @@ class WandbLogger(RunLogger):
 
     # -- logging -----------------------------------------------------------------------
 
+    def set_discarded_steps(self, steps: int) -> None:
+        """wandb drops rows logged at a step below one already logged: after a rollback,
+        rows go to ``step + steps`` (the optimizer steps taken in all), with the training
+        step itself as ``trainer/step``."""
+        self.discarded_steps = int(steps)
+
+    def _step(self, step: int) -> int:
+        return int(step) + self.discarded_steps
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Scalars into the run history at ``step`` (same-step calls merge into one row)."""
         if self.run is None:
             return
-        self.run.log({k: _scalar(v) for k, v in metrics.items()}, step=int(step))
+        row = {k: _scalar(v) for k, v in metrics.items()}
+        if self.discarded_steps:
+            row["trainer/step"] = int(step)
+        self.run.log(row, step=self._step(step))
 
     def log_usage(self, counts: dict[str, Tensor], step: int) -> None:
         """Per codebook: ``usage/<name>_hist`` (counts by code index, <= 512 bins) and
@@ -313,7 +326,7 @@ class WandbLogger(RunLogger):
             row[f"usage/{name}_curve"] = wandb.plot.line(
                 table, "rank", "fraction", title=f"{name} codebook: code frequency, sorted"
             )
-        self.run.log(row, step=int(step))
+        self.run.log(row, step=self._step(step))
 
     def log_image(self, key: str, path: Path, step: int) -> None:
         """An image file (e.g. a reconstruction grid) as ``wandb.Image`` at ``step``."""
@@ -321,7 +334,7 @@ class WandbLogger(RunLogger):
             return
         import wandb
 
-        self.run.log({key: wandb.Image(str(path), caption=Path(path).name)}, step=int(step))
+        self.run.log({key: wandb.Image(str(path), caption=Path(path).name)}, step=self._step(step))
 
 
 def _exit_code(error: BaseException | None) -> int:

@@ -145,7 +145,9 @@ class Evaluator:
 
         Returns ``fid``, ``psnr``, ``l1``, ``l2``, ``ssim``, ``lpips`` (``None`` when off
         or when there are no images), ``codebooks`` ({name: size, used, usage (percent),
-        dead, perplexity, counts, distinct, distinct_usage (percent)}), ``pairs`` (two
+        dead, perplexity, counts, distinct, distinct_usage (percent), effective_rank,
+        min_distance, nn_distance_p5 and, where ``info`` has ``errors``, quantization_error
+        and distinct_at_quantization: :mod:`dcvq.metrics.usage`}), ``pairs`` (two
         codebooks only), ``protocol``, ``note``, ``split``, ``n_images``, ``skipped`` (names
         of undecodable files), ``versions``, ``weights`` ({"inception"/"vgg16": {path,
         official}}) and ``not_measured`` ({metric: why} for metrics skipped for want of
@@ -202,7 +204,7 @@ class Evaluator:
                         rows["name"].extend(names or (str(n_images + i) for i in range(len(x))))
                     if fid_acc is not None:
                         fid_acc.update(measured.real, measured.fake)
-                    usage.update(info["indices"])
+                    usage.update(info["indices"], info.get("errors"))
                     if out_dir is not None:
                         _save(out_dir, to_uint8(recon), names, n_images, written)
                     n_images += len(x)

@@ -57,8 +57,14 @@ class VQModel(nn.Module):
         self.downsample_factor = 2 ** (len(ch_mult) - 1)
 
     def _quantize(self, x: Tensor):
+        """``(latent, QuantizerOutput)``."""
         self.check_size(x)
-        return self.quantizer(self.quant_conv(self.encoder(x)))
+        z = self.latent(x)
+        return z, self.quantizer(z)
+
+    def latent(self, x: Tensor) -> Tensor:
+        """The encoder latent the quantizer receives, ``B x dim x h x w``."""
+        return self.quant_conv(self.encoder(x))
 
     def check_size(self, x: Tensor) -> None:
         """Images whose sides are not multiples of the downsampling would come back
@@ -74,7 +80,7 @@ class VQModel(nn.Module):
             )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        out = self._quantize(x)
+        _, out = self._quantize(x)
         return out.z_q, out.indices
 
     def decode(self, z_q: Tensor) -> Tensor:
@@ -85,7 +91,15 @@ class VQModel(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
         """Returns ``(reconstruction, vq_loss, info)``; ``info`` holds ``indices``,
-        ``losses`` and ``counts`` (per codebook)."""
-        out = self._quantize(x)
-        info = {"indices": out.indices, "losses": out.losses, "counts": out.counts}
+        ``losses``, ``counts`` and ``errors`` (per codebook; ``errors``: the mean squared
+        distance between latent and code, ``Quantizer.quantization_errors``) and the
+        ``latent`` (detached)."""
+        z, out = self._quantize(x)
+        info = {
+            "indices": out.indices,
+            "losses": out.losses,
+            "counts": out.counts,
+            "errors": self.quantizer.quantization_errors(z, out.z_q),
+            "latent": z.detach(),  # for dead-code restarts (dcvq.quantizers.tables)
+        }
         return self.decode(out.z_q), out.loss, info

@@ -33,7 +33,7 @@ import contextlib
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dcvq.quantizers.base import (
     Quantizer,
@@ -109,6 +109,9 @@ class CVQQuantizer(Quantizer):
         if anchor == "random":
             self.register_buffer("pool", (torch.rand(codebook_size, dim) * 2 - 1) / codebook_size)
             self.register_buffer("pool_count", torch.zeros((), dtype=torch.long))
+
+    def codebook_parameters(self) -> list[nn.Parameter]:
+        return list(self.codebook.parameters())
 
     # ------------------------------------------------------------------ lookup
     def _scan(self, feats: Tensor, codes: Tensor, contrastive: bool) -> dict[str, Tensor]:

@@ -42,6 +42,8 @@ class DualCodebookQuantizer(Quantizer):
         transformer_dropout: float = 0.1,
         beta: float = 0.25,
         legacy_beta: bool = False,
+        kmeans_init: bool = False,
+        restart_unused_after: int = 0,
     ) -> None:
         super().__init__()
         if global_dim < 1 or local_dim < 1:
@@ -54,6 +56,7 @@ class DualCodebookQuantizer(Quantizer):
         self.width = max(global_dim, local_dim)
         self.codebook_sizes = (codebook_size, codebook_size)
         self.beta, self.legacy_beta = beta, legacy_beta
+        self.kmeans_init = kmeans_init
         if global_transformer:
             self.global_codebook = TransformerCodebook(
                 codebook_size,
@@ -71,6 +74,7 @@ class DualCodebookQuantizer(Quantizer):
         self.register_buffer("code_offsets", offsets, persistent=False)
         # Each half's own width: its losses average over rows x this, not the padding.
         self.register_buffer("half_dims", torch.tensor([global_dim, local_dim]), persistent=False)
+        self.track_unused(restart_unused_after)
 
     def compile_targets(self) -> list[nn.Module]:
         # the transformer: a fixed ~100 small kernels a step, worth fusing
@@ -81,6 +85,20 @@ class DualCodebookQuantizer(Quantizer):
     def codebook_parameters(self) -> list[nn.Parameter]:
         # the global codebook with its transformer, and the local one
         return [*self.global_codebook.parameters(), *self.local_codebook.parameters()]
+
+    def code_tables(self) -> dict[str, nn.Parameter]:
+        # a generated global codebook has no table of its codes: restarts leave it alone
+        tables = {"local": self.local_codebook.embedding.weight}
+        if isinstance(self.global_codebook, Codebook):
+            return {"global": self.global_codebook.embedding.weight} | tables
+        return tables
+
+    def init_tables(self) -> dict[str, nn.Parameter]:
+        # T: the transformer's input. Its codes are then the transformer's image of the
+        # centroids, not the centroids (README, "Codebook health").
+        if isinstance(self.global_codebook, TransformerCodebook):
+            return {"global": self.global_codebook.base} | self.code_tables()
+        return self.code_tables()
 
     def _pad(self, x: Tensor, dim: int) -> Tensor:
         return x if dim == self.width else F.pad(x, (0, self.width - dim))

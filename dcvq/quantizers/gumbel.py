@@ -97,6 +97,10 @@ class GumbelQuantizer(Quantizer):
             step, self.temperature_schedule, self.temp_start, self.temp_min, self.anneal_steps
         )
 
+    def codebook_parameters(self) -> list[nn.Parameter]:
+        # the embedding table; the logits convolution is the encoder's head
+        return [self.embed.weight]
+
     def set_step(self, step: int) -> None:
         """Anneal the temperature to the value of optimizer step ``step`` (call before it)."""
         self.temperature = self.temperature_for(step)

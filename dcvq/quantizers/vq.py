@@ -3,19 +3,22 @@
 taming's VectorQuantizer2 search and straight-through estimator, with the Dual Codebook
 release's loss convention by default (``legacy_beta=False``: beta on the commitment term,
 as the dual rows); ``legacy_beta=True`` is taming's own default (``+baseline=vqgan_taming``
-trains VQ-GAN exactly as taming does)."""
+trains VQ-GAN exactly as taming does). ``rotation_trick=True`` replaces the straight-through
+estimator by Fifty et al.'s rotation trick (:func:`dcvq.quantizers.base.rotation_trick`):
+the same codes, another gradient for the encoder."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dcvq.quantizers.base import (
     Quantizer,
     QuantizerOutput,
     code_counts,
     commitment_loss,
+    rotation_trick,
     straight_through,
 )
 from dcvq.quantizers.codebooks import Codebook
@@ -38,10 +41,11 @@ def from_rows(rows: Tensor, b: int, h: int, w: int) -> Tensor:
 
 
 def quantize_rows(
-    rows: Tensor, codebook: Tensor, beta: float, legacy: bool
+    rows: Tensor, codebook: Tensor, beta: float, legacy: bool, rotate: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Quantize latent vectors ``M x d`` (rows may be a column slice of a wider matrix)
-    against ``N x d``: (straight-through codes ``M x d``, indices ``M``, VQ loss).
+    against ``N x d``: (straight-through codes ``M x d``, indices ``M``, VQ loss);
+    ``rotate``: the rotation trick's gradient instead of the straight-through one.
 
     All element-wise work (loss, straight-through) happens on the rows, where the codes
     and the latent share one layout, and the lookup is ``F.embedding``, whose backward is
@@ -53,27 +57,45 @@ def quantize_rows(
         # straight-through output is ``q`` itself, so skip the extra passes.
         return q, idx, (1 + beta) * F.mse_loss(q, rows)
     loss = commitment_loss(rows, q, beta, legacy)
-    return straight_through(rows, q), idx, loss
+    return (rotation_trick if rotate else straight_through)(rows, q), idx, loss
 
 
 class VectorQuantizer(Quantizer):
     codebook_names = ("codebook",)
 
     def __init__(
-        self, codebook_size: int, dim: int, beta: float = 0.25, legacy_beta: bool = False
+        self,
+        codebook_size: int,
+        dim: int,
+        beta: float = 0.25,
+        legacy_beta: bool = False,
+        rotation_trick: bool = False,
+        kmeans_init: bool = False,
+        restart_unused_after: int = 0,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.codebook_sizes = (codebook_size,)
         self.beta = beta
         self.legacy_beta = legacy_beta
+        self.rotation_trick = rotation_trick
+        self.kmeans_init = kmeans_init
         self.codebook = Codebook(codebook_size, dim)
+        self.track_unused(restart_unused_after)
+
+    def codebook_parameters(self) -> list[nn.Parameter]:
+        return list(self.codebook.parameters())
+
+    def code_tables(self) -> dict[str, nn.Parameter]:
+        return {"codebook": self.codebook.embedding.weight}
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
             b, _, h, w = z.shape
-            q, idx, loss = quantize_rows(to_rows(z), self.codebook(), self.beta, self.legacy_beta)
+            q, idx, loss = quantize_rows(
+                to_rows(z), self.codebook(), self.beta, self.legacy_beta, self.rotation_trick
+            )
             idx = idx.view(b, h, w)
             return QuantizerOutput(
                 z_q=from_rows(q, b, h, w),

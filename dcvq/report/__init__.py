@@ -29,7 +29,8 @@ and ``figures/``; report.md ends with verdicts on the paper's claims. How to rea
   report's sections; :mod:`~dcvq.report.markdown`: report.md;
   :mod:`~dcvq.report.csvfiles`: the CSV files
 - :mod:`~dcvq.report.figures`: matplotlib figures (codebook usage, reconstructions,
-  metrics with intervals, PSNR curves, selection, rate-distortion)
+  metrics with intervals, PSNR curves, codebook geometry over steps, selection,
+  rate-distortion)
 - :mod:`~dcvq.report.wandb_report`: ``--wandb``
 - :mod:`~dcvq.report.cli`: :func:`report` and the command line
 """
@@ -64,6 +65,8 @@ from dcvq.report.figures import (
     COLOURS,
     DEAD_COLOUR,
     DEFAULT_COLOUR,
+    codebook_curve,
+    codebook_geometry_figure,
     draw_figures,
     metrics_figure,
     psnr_curve_figure,
@@ -148,6 +151,8 @@ __all__ = [
     "dataset_name",
     "default_paper_files",
     "describe",
+    "codebook_curve",
+    "codebook_geometry_figure",
     "draw_figures",
     "estimate",
     "find_reference",

@@ -37,9 +37,22 @@ BASELINE_NAMES = {
     "gumbel": "Gumbel-VQ",
     "cvq": "CVQ",
     "vqgan_taming": "VQ-GAN (taming)",
+    "fsq": "FSQ",
+    "lfq": "LFQ",
+    "simvq": "SimVQ",
 }
-#: without a ``baseline`` choice, these quantizer classes still get the paper's names
-QUANTIZER_NAMES = {"GumbelQuantizer": "Gumbel-VQ", "CVQQuantizer": "CVQ"}
+#: without a ``baseline`` choice, these quantizer classes still get their baselines' names
+QUANTIZER_NAMES = {
+    "GumbelQuantizer": "Gumbel-VQ",
+    "CVQQuantizer": "CVQ",
+    "FSQQuantizer": "FSQ",
+    "LFQQuantizer": "LFQ",
+    "SimVQQuantizer": "SimVQ",
+}
+#: quantizer settings that make another method of a named row: the row is named with the
+#: setting (``VQ-GAN [quantizer.rotation_trick=true]``), so that it is never taken for the
+#: paper's row (its numbers, the reference of paired comparisons, the verdicts' VQ-GAN)
+VARIANT_KEYS = ("quantizer.rotation_trick",)
 #: the ``conf/quantizer/`` options the paper has rows for. Their rows keep the paper's names,
 #: read from the config (VQ-GAN, Dual Codebook T-128/S-128, ...); any other option names its
 #: row after itself, so a new quantizer needs no entry anywhere.
@@ -282,9 +295,14 @@ def describe(cfg: DictConfig, choices: dict[str, Any]) -> tuple[str, str, str, i
     if not isinstance(size, int):
         size = _select(cfg, "quantizer.codebook_size")
     size = size if isinstance(size, int) else None
+    variant = "".join(
+        f" [{key}={str(value).lower()}]"
+        for key in VARIANT_KEYS
+        if (value := _select(cfg, key)) not in (None, False)
+    )
     baseline = choices.get("baseline")
     if baseline:
-        return BASELINE_NAMES.get(str(baseline), str(baseline)), "", "", size
+        return BASELINE_NAMES.get(str(baseline), str(baseline)) + variant, "", "", size
     g = loc = ""
     if _select(cfg, "quantizer.global_dim") is not None:
         kind = "T" if _select(cfg, "quantizer.global_transformer") else "S"
@@ -297,12 +315,12 @@ def describe(cfg: DictConfig, choices: dict[str, Any]) -> tuple[str, str, str, i
         return DUAL, g, loc, size
     target = str(_select(cfg, "quantizer._target_") or "").rsplit(".", 1)[-1]
     if target in QUANTIZER_NAMES:
-        return QUANTIZER_NAMES[target], "", "", size
+        return QUANTIZER_NAMES[target] + variant, "", "", size
     # plain nearest-neighbour VQ: VQ-VAE when trained without the GAN and perceptual terms
     no_gan = _select(cfg, "loss.disc_factor") == 0 or _select(cfg, "loss.disc_weight") == 0
     if no_gan and _select(cfg, "loss.perceptual_weight") == 0:
-        return "VQ-VAE", "", "", size
-    return "VQ-GAN", "", "", size
+        return "VQ-VAE" + variant, "", "", size
+    return "VQ-GAN" + variant, "", "", size
 
 
 def dataset_name(cfg: DictConfig, choices: dict[str, Any]) -> str:

@@ -2,8 +2,9 @@
 state): codebook usage by code index as in the paper's Figure 3 and the same inputs
 reconstructed by every row as in its Figure 4 (one run per configuration: its lowest
 seed), each metric per configuration with its 95% interval over seeds, validation PSNR
-over training steps, validation PSNR against the values ``--select`` chose among, and
-PSNR against bits per image (rate-distortion)."""
+over training steps, the codebooks' geometry over training steps (distinct codes,
+effective rank, nearest-neighbour distance), validation PSNR against the values
+``--select`` chose among, and PSNR against bits per image (rate-distortion)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from dcvq.images import split_reconstruction_grid
-from dcvq.report.collect import DUAL, TEST, Run
+from dcvq.report.collect import CODEBOOK_ORDER, DUAL, TEST, Run
 from dcvq.report.rate import config_bits
 from dcvq.report.rows import Configuration, Value, show_values, steps_text
 from dcvq.report.sections import Section
@@ -290,6 +291,85 @@ def psnr_curve_figure(configs: Sequence[Configuration]) -> Figure | None:
     return fig
 
 
+# ---- codebook geometry over training ---------------------------------------------------
+#: eval.json's per-codebook keys the geometry figure draws, with their axis titles
+GEOMETRY = {
+    "distinct": "distinct codes",
+    "effective_rank": "effective rank",
+    "nn_distance_p5": "nearest-neighbour distance (p5) / RMS norm",
+}
+
+
+def codebook_curve(config: Configuration, book: str, key: str) -> tuple[np.ndarray, ...]:
+    """``(steps, mean, min, max)`` over the seeds of a codebook statistic of every
+    evaluation (metrics.jsonl and eval.json: ``codebooks.<book>.<key>``), at every step
+    some seed has it (the finished seeds when there are any, else every run)."""
+    by_step: dict[float, list[float]] = {}
+    for run in config.finished or config.runs:
+        for record in run.history:
+            value = ((record.get("codebooks") or {}).get(book) or {}).get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                by_step.setdefault(float(record["step"]), []).append(float(value))
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    vals = [np.array(by_step[s]) for s in steps]
+    return (
+        steps,
+        np.array([v.mean() for v in vals]),
+        np.array([v.min() for v in vals]) if vals else np.array([]),
+        np.array([v.max() for v in vals]) if vals else np.array([]),
+    )
+
+
+def codebook_geometry_figure(configs: Sequence[Configuration]) -> Figure | None:
+    """The codebooks' geometry over training steps: a row of panels per statistic
+    (:data:`GEOMETRY`), a column per codebook name (global, local, codebook), one line
+    per configuration (mean over seeds, the seeds' min-max band). None when no
+    configuration has two evaluations with these statistics (runs from before them)."""
+    books: list[str] = []
+    for c in configs:
+        for run in c.finished or c.runs:
+            for record in run.history:
+                books += [b for b in record.get("codebooks") or {} if b not in books]
+    books.sort(key=lambda b: (CODEBOOK_ORDER.index(b) if b in CODEBOOK_ORDER else 99, b))
+    curves = {
+        (i, b, k): codebook_curve(c, b, k)
+        for i, c in enumerate(configs)
+        for b in books
+        for k in GEOMETRY
+    }
+    if not any(cv[0].size >= 2 for cv in curves.values()):
+        return None
+    fig = new_figure(4.2 * len(books), 2.6 * len(GEOMETRY) + 0.6, layout="constrained")
+    axes = fig.subplots(len(GEOMETRY), len(books), squeeze=False)
+    for (i, b, k), (steps, mean, low, high) in curves.items():
+        ax = axes[list(GEOMETRY).index(k), books.index(b)]
+        if steps.size == 0:
+            continue
+        colour = f"C{i % 10}"
+        ax.plot(steps, mean, "-o", color=colour, ms=3, lw=1.5, label=configs[i].label)
+        if len(configs[i].finished) > 1:
+            ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
+    for row, title in enumerate(GEOMETRY.values()):
+        for col, b in enumerate(books):
+            ax = axes[row, col]
+            ax.set_title(f"{b}: {title}", fontsize=FONT_SIZE)
+            ax.tick_params(labelsize=FONT_SIZE - 1)
+            ax.spines[["top", "right"]].set_visible(False)
+            if row == len(GEOMETRY) - 1:
+                ax.set_xlabel("step", fontsize=FONT_SIZE)
+    handles, labels = [], []
+    for ax in axes.ravel():  # each configuration once, whichever panel drew it
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", fontsize=FONT_SIZE - 1,
+               frameon=False, ncols=min(3, len(labels)))  # fmt: skip
+    fig.suptitle("codebook geometry over training: mean over seeds, band: min to max over seeds",
+                 fontsize=FONT_SIZE)  # fmt: skip
+    return fig
+
+
 # ---- --select: validation PSNR against the values chosen among ------------------------
 def _log_scale(keys: Sequence[str], values: Sequence[Value]) -> bool:
     """A learning rate, or positive numbers spanning a decade or more: a log axis."""
@@ -414,7 +494,7 @@ def rate_figure(configs: Sequence[Configuration]) -> Figure | None:
 
 
 #: figure kinds, file name prefixes in the order report.md shows them
-KINDS = ("usage", "reconstructions", "metrics", "psnr", "selection", "rate")
+KINDS = ("usage", "reconstructions", "metrics", "psnr", "codebooks", "selection", "rate")
 
 
 def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[Path]]:
@@ -422,7 +502,8 @@ def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[P
     (one run per configuration, its lowest seed), metrics with intervals (when a row has
     several seeds: with one seed each the table says it all), PSNR curves (when a run
     has two evaluations), the selection (when a row chose among values) and
-    rate-distortion (two rows of known rate or more)."""
+    rate-distortion (two rows of known rate or more), the codebooks' geometry over steps
+    (when a run has two evaluations that measured it)."""
     written: dict[str, list[Path]] = {}
     # figures of an earlier report (a section that is gone) must not linger beside new ones
     for kind in KINDS:
@@ -441,6 +522,7 @@ def draw_figures(sections: Sequence[Section], fig_dir: Path) -> dict[str, list[P
             "reconstructions": recon,
             "metrics": metrics,
             "psnr": psnr_curve_figure(section.configs),
+            "codebooks": codebook_geometry_figure(section.configs),
             "selection": selection_figure(section.configs),
             "rate": rate_figure(section.configs),
         }

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from dcvq.config.diff import RESULT_NEUTRAL, as_run, flatten, under
+from dcvq.config.diff import RESULT_NEUTRAL, as_run, declared_defaults, flatten, under
 from dcvq.report.collect import TEST, VAL, Run
 
 BUDGET_KEY = "trainer.max_steps"
@@ -216,7 +216,7 @@ def result_config(run: Run, drop: Sequence[str] = ()) -> dict[str, Any]:
         tree = OmegaConf.to_container(run.config, resolve=False)
     elif (run.results or {}).get("config"):
         tree = run.results["config"]  # type: ignore[index]
-    flat = as_run(flatten(tree)) if isinstance(tree, dict) else {}
+    flat = as_run(declared_defaults(flatten(tree))) if isinstance(tree, dict) else {}
     return {k: v for k, v in flat.items() if not under(k, ("seed", *RESULT_NEUTRAL, *drop))}
 
 

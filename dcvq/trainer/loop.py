@@ -75,9 +75,11 @@ from dcvq.config import validate
 from dcvq.config.diff import config_changes, result_changes
 from dcvq.data import StepSampler, collate, dataset_info
 from dcvq.data.workers import SignalSafeLoader
+from dcvq.errors import ConfigError
 from dcvq.images import save_reconstruction_grid
 from dcvq.logger import RunLogger
 from dcvq.metrics.evaluator import Evaluator, write_per_image
+from dcvq.quantizers.tables import kmeans_init_, restart_unused_
 from dcvq.runtime.distributed import (
     DistEnv,
     amp_dtype,
@@ -87,6 +89,7 @@ from dcvq.runtime.distributed import (
 )
 from dcvq.runtime.lock import run_dir_lock
 from dcvq.runtime.stop import Stopped, StopSignals
+from dcvq.trainer.collapse import CodebookCollapsed, collapsed, describe, stop_message
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,28 @@ def average_gradients(module: torch.nn.Module, world_size: int) -> None:
             p.grad /= world_size
 
 
+def autoencoder_groups(model: nn.Module, t: DictConfig) -> list[dict[str, Any]]:
+    """The autoencoder optimiser's parameter groups: one, or two where the codebook's rate
+    may differ from the rest (``trainer.codebook_lr_mult``, ``trainer.on_collapse=rollback``):
+    the parameters the quantizer declares its codebook's, and the others. Each group's
+    ``lr_mult`` scales the step's learning rate; ``codebook`` marks the codebook's."""
+    params = list(model.parameters())
+    if t.codebook_lr_mult == 1 and t.on_collapse != "rollback":
+        return [{"params": params, "lr_mult": 1.0, "codebook": False}]
+    codebook = list(model.quantizer.codebook_parameters())
+    if not codebook:
+        raise ConfigError(
+            f"trainer.codebook_lr_mult={t.codebook_lr_mult}, trainer.on_collapse="
+            f"{t.on_collapse}: {type(model.quantizer).__name__} declares no codebook "
+            "parameters (Quantizer.codebook_parameters)"
+        )
+    ids = {id(p) for p in codebook}
+    return [
+        {"params": [p for p in params if id(p) not in ids], "lr_mult": 1.0, "codebook": False},
+        {"params": codebook, "lr_mult": float(t.codebook_lr_mult), "codebook": True},
+    ]
+
+
 def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """PSNR of the batch as a whole (progress bar); the evaluation's is per image."""
     mse = ((x.float() - x_hat.float().clamp(-1, 1)) / 2).pow(2).mean()
@@ -134,7 +159,13 @@ def psnr_batch(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> None:
     """``trainer.channels_last`` and ``trainer.compile``, in place: ``Module.compile``
-    keeps the parameter names, so checkpoints load into an uncompiled model and back."""
+    keeps the parameter names, so checkpoints load into an uncompiled model and back.
+
+    ``trainer.compile=model`` compiles the generator step's networks: the autoencoder
+    (its quantizer included: the dual quantizer's forward is one graph) and the loss's
+    LPIPS and discriminator (also run by the discriminator step). Left eager: the
+    loss's few element-wise terms and the adaptive weight, whose ``torch.autograd.grad``
+    calls no graph can hold."""
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
         loss.to(memory_format=torch.channels_last)
@@ -143,7 +174,9 @@ def apply_speed_options(model: nn.Module, loss: nn.Module, t: DictConfig) -> Non
         # compiled backwards with donated buffers refuse; donation only saves memory.
         if hasattr(torch._functorch.config, "donated_buffer"):
             torch._functorch.config.donated_buffer = False
-        model.compile()
+        for module in (model, loss.perceptual, loss.discriminator):
+            if module is not None:  # no LPIPS with loss.perceptual_weight=0
+                module.compile()
     elif t.compile == "codebook":
         targets = model.quantizer.compile_targets()
         if not targets:
@@ -180,7 +213,12 @@ class Trainer:
         self.lr = lr = learning_rate(self.t, self.dist.world_size)
         betas = tuple(self.t.betas)
         fused = self.device.type == "cuda"
-        self.opt_ae = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas, fused=fused)
+        groups = autoencoder_groups(self.model, self.t)
+        self.opt_ae = torch.optim.Adam(groups, lr=lr, betas=betas, fused=fused)
+        # trainer.on_collapse=rollback: the codebook's rate scale and the rollbacks so far
+        self.codebook_lr_scale = 1.0
+        self.rollbacks: list[dict[str, Any]] = []
+        self.healthy_path = self.run_dir / "checkpoints" / "healthy.pt"
         self.opt_d = torch.optim.Adam(
             self.loss.discriminator.parameters(), lr=lr, betas=betas, fused=fused
         )
@@ -222,6 +260,8 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(self.device),
+            "codebook_lr_scale": self.codebook_lr_scale,
+            "rollbacks": self.rollbacks,
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
 
@@ -232,11 +272,13 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        self.codebook_lr_scale = float(state.get("codebook_lr_scale", 1.0))
+        self.rollbacks = list(state.get("rollbacks", []))
         set_rng_state(state["rng"], self.device)
 
-    def save(self) -> None:
+    def save(self, path: Path | None = None) -> None:
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(), self.ckpt_path)
+            save_checkpoint(self.state_dict(), path or self.ckpt_path)
 
     def maybe_resume(self) -> None:
         if not self.t.resume and self.ckpt_path.is_file():
@@ -266,9 +308,16 @@ class Trainer:
 
     # ---- data --------------------------------------------------------------------
     def loaders(self) -> tuple[DataLoader, DataLoader]:
+        val_ds = build_dataset(self.cfg, self.cfg.dataset.split, training=False)
+        workers = resolve_num_workers(self.t.num_workers)
+        val = build_eval_loader(val_ds, self.t.eval_batch_size, workers, self.device)
+        return self.train_loader(), val
+
+    def train_loader(self) -> DataLoader:
+        """The training batches from the current step on (the same data order and crops
+        as an uninterrupted run: :class:`~dcvq.data.StepSampler`)."""
         cfg, t = self.cfg, self.t
         train_ds = build_dataset(cfg, cfg.dataset.train_split, training=True)
-        val_ds = build_dataset(cfg, cfg.dataset.split, training=False)
         sampler = StepSampler(
             len(train_ds),
             t.batch_size,
@@ -280,7 +329,7 @@ class Trainer:
         workers = resolve_num_workers(t.num_workers)
         # An explicit generator: creating a loader iterator must not draw from the global
         # RNG, or resuming would shift the dropout masks.
-        train = SignalSafeLoader(  # workers leave Slurm's signals to this process
+        return SignalSafeLoader(  # workers leave Slurm's signals to this process
             train_ds,
             batch_size=t.batch_size,
             sampler=sampler,
@@ -290,8 +339,6 @@ class Trainer:
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        val = build_eval_loader(val_ds, t.eval_batch_size, workers, self.device)
-        return train, val
 
     # ---- steps -------------------------------------------------------------------
     def autocast(self):
@@ -339,6 +386,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v.detach().float() / n
             for name, c in info["counts"].items():
                 counts[name] = counts.get(name, 0) + c
+            latent = info["latent"]
         for name, c in counts.items():
             sums[f"batch_usage_{name}"] = (c > 0).float().mean()
         stacked = torch.stack(list(sums.values()))
@@ -357,7 +405,12 @@ class Trainer:
                 "after this step). Lower trainer.lr/base_lr or use trainer.precision=fp32."
             )
         lr = self.lr * lr_factor(self.t, self.step)
-        for group in (*self.opt_ae.param_groups, *self.opt_d.param_groups):
+        for group in self.opt_ae.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+            if group["codebook"]:
+                group["lr"] *= self.codebook_lr_scale
+                values["lr_codebook"] = group["lr"]
+        for group in self.opt_d.param_groups:
             group["lr"] = lr
         values["lr"] = lr
         self.scaler.step(self.opt_ae)
@@ -368,8 +421,56 @@ class Trainer:
         self.scaler.update()
         self.opt_ae.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
+        if getattr(self.model.quantizer, "restart_unused_after", 0):
+            values |= self.restart_unused(counts, latent)
         self.step += 1
         return values
+
+    # ---- data-dependent code tables (dcvq.quantizers.tables) ---------------------------
+    def table_generator(self) -> torch.Generator:
+        """The same draws on every rank and on resume: seeded by the run's seed and step."""
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+
+    def gathered(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` of every rank, concatenated along the batch in rank order."""
+        if not self.dist.enabled:
+            return z
+        parts = [torch.empty_like(z) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(parts, z.contiguous())
+        return torch.cat(parts)
+
+    def broadcast(self, tensors) -> None:
+        """Rank 0's values everywhere, bit for bit."""
+        if self.dist.enabled:
+            for t in tensors:
+                torch.distributed.broadcast(t.data, 0)
+
+    def kmeans_init(self, micro_batches: list[torch.Tensor]) -> None:
+        """``quantizer.kmeans_init``: before the first step, the code tables from the
+        encoder latents of the first step's batches (every rank's)."""
+        q = self.model.quantizer
+        with torch.no_grad():
+            z = torch.cat([self.model.latent(x.to(self.device)) for x in micro_batches])
+        z = self.gathered(z)
+        kmeans_init_(q, z, self.table_generator())
+        self.broadcast(q.init_tables().values())
+        log.info(
+            "quantizer.kmeans_init: %s from %d latent rows", ", ".join(q.init_tables()),
+            z.shape[0] * z.shape[2] * z.shape[3],
+        )  # fmt: skip
+
+    def restart_unused(self, counts: dict[str, torch.Tensor], latent: torch.Tensor):
+        """``quantizer.restart_unused_after``: after the optimizer step, with the step's
+        code counts over every rank and the last micro-batch's latents of every rank."""
+        q = self.model.quantizer
+        if self.dist.enabled:
+            counts = {name: c.clone() for name, c in counts.items()}
+            for c in counts.values():
+                torch.distributed.all_reduce(c)
+        restarted = restart_unused_(q, self.gathered(latent), counts, self.table_generator())
+        if any(restarted.values()):
+            self.broadcast(q.code_tables().values())
+        return {f"restarted_{name}": float(n) for name, n in restarted.items()}
 
     # ---- evaluation ----------------------------------------------------------------
     def test_loader(self) -> DataLoader | None:
@@ -499,6 +600,7 @@ class Trainer:
             self.logger.start(
                 OmegaConf.to_container(self.cfg, resolve=True), self.run_dir, self.step
             )
+            self.logger.set_discarded_steps(self.discarded_steps())  # a resumed run's
         train, val = self.loaders()
         grid_batch = self.grid_images(val.dataset)
         bar = tqdm(
@@ -514,6 +616,8 @@ class Trainer:
             env=self.dist, device=self.device, action="checkpointing at the end of this step"
         ) as stop:
             val = stop.batches(val)
+            if self.t.on_collapse == "rollback" and not self.healthy_path.is_file():
+                self.save(self.healthy_path)  # before any evaluation: the state to go back to
             batches = iter(train)
             try:
                 self._loop(batches, val, grid_batch, bar, stop)
@@ -543,6 +647,9 @@ class Trainer:
             results["step"] = self.step
             # where it ran (trainer.device may say auto): the report keeps devices apart
             results["device"] = str(self.device)
+            results["collapsed"] = collapsed(results["codebooks"])
+            results["rollbacks"] = self.rollbacks
+            results["codebook_lr_scale"] = self.codebook_lr_scale
             results["config"] = OmegaConf.to_container(self.cfg, resolve=True)
             write_text_atomic(self.run_dir / "eval.json", json.dumps(results, indent=1))
         if self.dist.enabled:  # every rank returns with the run finished on disk
@@ -557,6 +664,8 @@ class Trainer:
     def _loop(self, batches, val, grid_batch, bar, stop: StopSignals) -> None:
         while self.step < self.t.max_steps:
             micro = [self.next_images(batches) for _ in range(self.t.accumulate)]
+            if self.step == 0 and getattr(self.model.quantizer, "kmeans_init", False):
+                self.kmeans_init(micro)  # a fresh run (or one rolled back to its start)
             logs = self.train_step(micro)
             bar.update(1)
             if self.step % self.t.log_every == 0 or self.step == 1:
@@ -565,15 +674,72 @@ class Trainer:
             if saved:
                 self.save()
             if self.step % self.t.eval_every == 0 and self.step < self.t.max_steps:
-                self.run_eval(val, grid_batch)
+                results = self.run_eval(val, grid_batch)
+                if self.after_collapse_check(results, saved):  # rolled back
+                    batches = iter(self.train_loader())
+                    bar.n = self.step
+                    bar.refresh()
+                    saved = True  # the rollback wrote last.pt
             stop.stop_here(partial(self.save_after_signal, saved))
+
+    def after_collapse_check(self, results: dict[str, Any] | None, saved: bool) -> bool:
+        """``trainer.on_collapse`` after a periodic evaluation (:mod:`dcvq.trainer.collapse`):
+        every rank acts on rank 0's results. True when training went back to the last
+        healthy checkpoint (the caller restarts its batches at the restored step)."""
+        names = collapsed(results["codebooks"]) if results else []
+        if not max_over_ranks(int(bool(names)), self.dist, self.device):
+            if self.t.on_collapse == "rollback" and results is not None:
+                self.save(self.healthy_path)  # rank 0; an interrupted evaluation proves nothing
+            return False
+        action = self.t.on_collapse
+        if action == "warn":
+            return False  # record_eval logged it
+        what = describe(results["codebooks"], names) if results else "(on rank 0)"
+        if action == "rollback" and len(self.rollbacks) < self.t.max_rollbacks:
+            self.rollback(what)
+            return True
+        if not saved:
+            self.save()
+        reason = (
+            f"rolled back {len(self.rollbacks)} times already (trainer.max_rollbacks)"
+            if action == "rollback"
+            else "trainer.on_collapse=stop"
+        )
+        raise CodebookCollapsed(stop_message(self.step, what, str(self.ckpt_path), reason))
+
+    def discarded_steps(self) -> int:
+        """The steps trained and then discarded by the rollbacks so far."""
+        return sum(r["at_step"] - r["to_step"] for r in self.rollbacks)
+
+    def rollback(self, what: str) -> None:
+        """Back to ``checkpoints/healthy.pt`` with the codebook's rate times
+        ``trainer.collapse_lr_factor``; the new state is written to last.pt at once."""
+        if self.dist.enabled:
+            torch.distributed.barrier()  # rank 0 has written healthy.pt
+        at, scale = self.step, self.codebook_lr_scale * self.t.collapse_lr_factor
+        rollbacks = self.rollbacks
+        self.load_state_dict(read_checkpoint(self.healthy_path, map_location=self.device))
+        self.codebook_lr_scale = scale
+        self.rollbacks = [
+            *rollbacks,
+            {"at_step": at, "to_step": self.step, "codebooks": what, "codebook_lr_scale": scale},
+        ]
+        if self.dist.is_main:
+            self.logger.set_discarded_steps(self.discarded_steps())
+        log.warning(
+            "step %d: codebook %s collapsed; rolled back to step %d (the last healthy "
+            "evaluation) with the codebook's learning rate times %.3g (rollback %d of at most %d)",
+            at, what, self.step, scale, len(self.rollbacks), self.t.max_rollbacks,
+        )  # fmt: skip
+        self.save()
 
     def save_after_signal(self, saved: bool) -> None:
         """The checkpoint of the step a signal ended: written unless the step wrote it
         (the signal may have come during that write)."""
         if not saved:
             self.save()
-        log.warning("checkpoint written at step %d after a signal", self.step)
+        if self.dist.is_main:  # the one rank that writes it
+            log.warning("checkpoint written at step %d after a signal", self.step)
 
     def next_images(self, batches) -> torch.Tensor:
         """The next training batch; unreadable files are named in the log (the batch is

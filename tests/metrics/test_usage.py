@@ -10,8 +10,10 @@ import torch
 from dcvq.metrics.usage import (
     CodebookUsage,
     PairCounter,
+    code_geometry,
     code_vectors,
     distinct_codes,
+    effective_rank,
     perplexity,
 )
 from dcvq.quantizers.dual import DualCodebookQuantizer
@@ -123,3 +125,68 @@ def test_code_vectors_of_a_collapsed_codebook_are_one_distinct_code():
     r.update(torch.arange(10).view(1, 1, 2, 5))
     cb = r.result([v])["codebooks"]["codebook"]
     assert cb["usage"] == 100.0 and cb["distinct"] == 1 and cb["distinct_usage"] == 10.0
+
+
+# ---- geometry of the used codes -----------------------------------------------------------
+def test_effective_rank_by_hand():
+    """exp of the entropy of s / sum(s): codes on one line 1, k orthogonal codes of one
+    norm k, singular values 3 and 1 exp(H(3/4, 1/4))."""
+    line = torch.arange(1.0, 6.0)[:, None] * torch.tensor([[1.0, 2.0, -1.0]])
+    assert effective_rank(line) == pytest.approx(1.0)
+    assert effective_rank(torch.eye(5)[:3] * 2) == pytest.approx(3.0)
+    two = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    assert effective_rank(two) == pytest.approx(
+        math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    )
+    assert effective_rank(torch.zeros(4, 3)) == 0.0 and effective_rank(torch.zeros(0, 3)) == 0.0
+
+
+def test_nearest_neighbour_distances_relative_to_the_rms_norm():
+    """Codes 0, 1, 3, 7 and 15 times e1 (0 unused): nearest-neighbour distances 2, 2, 4,
+    8; RMS norm sqrt((1 + 9 + 49 + 225) / 4); the 5th percentile interpolates."""
+    x = torch.tensor([0.0, 1.0, 3.0, 7.0, 15.0])
+    vectors = torch.stack([x, torch.zeros(5)], 1)
+    used = torch.tensor([False, True, True, True, True])
+    geo = code_geometry(vectors, used)
+    rms = math.sqrt((1 + 9 + 49 + 225) / 4)
+    assert geo["distinct"] == 4 and geo["effective_rank"] == pytest.approx(1.0)
+    assert geo["min_distance"] == pytest.approx(2 / rms)
+    assert geo["nn_distance_p5"] == pytest.approx(2 / rms)  # 2, 2, 4, 8: p5 between the 2s
+    assert "distinct_at_quantization" not in geo
+    # the tolerance of the quantisation error: codes closer than its root are one
+    at = code_geometry(vectors, used, sq_error=2.5**2)
+    assert at["quantization_error"] == pytest.approx(2.5 / rms)
+    assert at["distinct_at_quantization"] == 3  # 3 is within 2.5 of 1; 7 and 15 are not
+    assert code_geometry(vectors, used, sq_error=100.0)["distinct_at_quantization"] == 1
+    # one used code: no neighbour, no distance
+    one = code_geometry(vectors, torch.tensor([False, True, False, False, False]))
+    assert (one["distinct"], one["min_distance"], one["nn_distance_p5"]) == (1, 0.0, 0.0)
+
+
+def test_usage_weighs_each_batchs_error_by_its_positions():
+    """The split's mean squared error: batch means weighted by their B*h*w positions."""
+    u = CodebookUsage(["global", "local"], [4, 4])
+    u.update(torch.zeros(1, 2, 2, 2, dtype=torch.long), {"global": torch.tensor(1.0),
+             "local": torch.tensor(4.0)})  # fmt: skip
+    u.update(torch.ones(3, 2, 2, 2, dtype=torch.long), {"global": torch.tensor(9.0),
+             "local": torch.tensor(4.0)})  # fmt: skip
+    vectors = [torch.tensor([[0.0], [8.0], [20.0], [30.0]])] * 2
+    books = u.result(vectors)["codebooks"]
+    rms = math.sqrt(32)
+    assert books["global"]["quantization_error"] == pytest.approx(math.sqrt(7.0) / rms)
+    assert books["local"]["quantization_error"] == pytest.approx(2.0 / rms)
+    assert books["global"]["distinct_at_quantization"] == 2  # 8 apart > sqrt(7)
+    for cb in books.values():
+        assert cb["min_distance"] == pytest.approx(8 / rms)
+    # no errors given (a model without info["errors"]): no quantisation keys
+    plain = CodebookUsage(["codebook"], [4])
+    plain.update(torch.zeros(1, 1, 2, 2, dtype=torch.long))
+    assert "distinct_at_quantization" not in plain.result(vectors[:1])["codebooks"]["codebook"]
+
+
+def test_geometry_of_a_collapsed_codebook():
+    gen = torch.Generator().manual_seed(0)
+    collapsed = torch.randn(1, 8, generator=gen) + 1e-5 * torch.randn(64, 8, generator=gen)
+    geo = code_geometry(collapsed, torch.ones(64, dtype=torch.bool))
+    assert geo["distinct"] == 1 and geo["effective_rank"] < 1.01
+    assert geo["min_distance"] < 1e-3 and geo["nn_distance_p5"] < 1e-3

@@ -11,7 +11,7 @@ from dcvq.trainer import Trainer
 
 
 def test_baselines_are_not_quantizer_options():
-    baselines = {"vqvae", "gumbel", "cvq", "vqgan_taming"}
+    baselines = {"vqvae", "gumbel", "cvq", "vqgan_taming", "fsq", "lfq", "simvq"}
     assert {p.stem for p in (CONF_DIR / "baseline").glob("*.yaml")} == baselines
     assert not baselines & {p.stem for p in (CONF_DIR / "quantizer").glob("*")}
 
