@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dcvq.quantizers.base import Quantizer, QuantizerOutput, code_counts
-from dcvq.quantizers.vq import from_rows, quantize_rows, to_rows
+from dcvq.quantizers.base import Quantizer, QuantizerOutput
+from dcvq.quantizers.vq import quantize_latent
 
 
 class SimVQQuantizer(Quantizer):
@@ -48,18 +48,7 @@ class SimVQQuantizer(Quantizer):
         return list(self.proj.parameters())
 
     def forward(self, z: Tensor) -> QuantizerOutput:
-        with torch.autocast(z.device.type, enabled=False):
-            z = z.float()
-            b, _, h, w = z.shape
-            q, idx, loss = quantize_rows(to_rows(z), self.codebook(), self.beta, self.legacy_beta)
-            idx = idx.view(b, h, w)
-            return QuantizerOutput(
-                z_q=from_rows(q, b, h, w),
-                loss=loss,
-                indices=idx.unsqueeze(1),
-                losses={"codebook": loss.detach()},
-                counts={"codebook": code_counts(idx, self.codebook_sizes[0])},
-            )
+        return quantize_latent(z, self.codebook, self.beta, self.legacy_beta)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         with torch.autocast(indices.device.type, enabled=False):

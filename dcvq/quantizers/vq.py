@@ -9,6 +9,8 @@ the same codes, another gradient for the encoder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,6 +62,26 @@ def quantize_rows(
     return (rotation_trick if rotate else straight_through)(rows, q), idx, loss
 
 
+def quantize_latent(
+    z: Tensor, codebook: Callable[[], Tensor], beta: float, legacy: bool, rotate: bool = False
+) -> QuantizerOutput:
+    """One codebook (``codebook()``: its ``N x C`` table, made inside fp32) over all
+    channels of ``z`` (``B x C x h x w``): the forward of ``vq`` and of SimVQ."""
+    with torch.autocast(z.device.type, enabled=False):
+        z = z.float()
+        b, _, h, w = z.shape
+        table = codebook()
+        q, idx, loss = quantize_rows(to_rows(z), table, beta, legacy, rotate)
+        idx = idx.view(b, h, w)
+        return QuantizerOutput(
+            z_q=from_rows(q, b, h, w),
+            loss=loss,
+            indices=idx.unsqueeze(1),
+            losses={"codebook": loss.detach()},
+            counts={"codebook": code_counts(idx, table.shape[0])},
+        )
+
+
 class VectorQuantizer(Quantizer):
     codebook_names = ("codebook",)
 
@@ -90,20 +112,7 @@ class VectorQuantizer(Quantizer):
         return {"codebook": self.codebook.embedding.weight}
 
     def forward(self, z: Tensor) -> QuantizerOutput:
-        with torch.autocast(z.device.type, enabled=False):
-            z = z.float()
-            b, _, h, w = z.shape
-            q, idx, loss = quantize_rows(
-                to_rows(z), self.codebook(), self.beta, self.legacy_beta, self.rotation_trick
-            )
-            idx = idx.view(b, h, w)
-            return QuantizerOutput(
-                z_q=from_rows(q, b, h, w),
-                loss=loss,
-                indices=idx.unsqueeze(1),
-                losses={"codebook": loss.detach()},
-                counts={"codebook": code_counts(idx, self.codebook_sizes[0])},
-            )
+        return quantize_latent(z, self.codebook, self.beta, self.legacy_beta, self.rotation_trick)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         return self.codebook()[indices[:, 0]].float().permute(0, 3, 1, 2).contiguous()

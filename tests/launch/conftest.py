@@ -16,6 +16,7 @@ from, the script fails) the tests that use it SKIP with the reason, except when
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -223,3 +224,45 @@ def make_local_slurm() -> Iterator[Callable[..., LocalSlurm]]:
     yield make
     for cluster in started:
         stop_local_slurm(cluster)
+
+
+@pytest.fixture
+def requeue_job_1() -> Callable[..., str]:
+    """:func:`signal_job_1_and_check_requeue`, for the tests of this folder."""
+    return signal_job_1_and_check_requeue
+
+
+def signal_job_1_and_check_requeue(
+    cluster: LocalSlurm, submitter: subprocess.Popen, sweep: Path, max_steps: int
+) -> str:
+    """Of a sweep of two identical jobs (run dirs ``sweep/0`` and ``sweep/1``), sends USR2
+    to job 1 once it trains, waits for the sweep, and checks that job 1 checkpointed,
+    was requeued once, resumed at the step it stopped at and completed. Returns
+    ``scontrol show job`` of job 1 (one line)."""
+    interrupted = sweep / "1"
+    try:
+        log = interrupted / "train.jsonl"
+        deadline = time.monotonic() + 240
+        while not (log.exists() and len(log.read_text().splitlines()) >= 2):
+            assert submitter.poll() is None, submitter.communicate()[0][-4000:]
+            assert time.monotonic() < deadline, "job 1 did not start training"
+            time.sleep(0.2)
+        array_id = cluster.run("squeue", "-h", "-o", "%F").stdout.split()[0]
+        cluster.run("scancel", "--signal=USR2", f"{array_id}_1")
+        output, _ = submitter.communicate(timeout=420)
+    finally:
+        if submitter.poll() is None:
+            submitter.kill()
+    assert submitter.returncode == 0, output[-4000:]
+
+    text = (interrupted / "train.log").read_text()
+    assert "exited unexpectedly" not in output + text, text[-3000:]
+    written = re.search(r"checkpoint written at step (\d+) after a signal", text)
+    resumed = re.search(r"resumed from .* at step (\d+)", text)
+    assert written and resumed, text[-3000:]
+    assert written.group(1) == resumed.group(1)
+    assert 0 < int(resumed.group(1)) < max_steps
+    assert cluster.wait(f"{array_id}_1") == ["COMPLETED"]
+    job = cluster.run("scontrol", "-o", "show", "job", f"{array_id}_1").stdout
+    assert "Restarts=1" in job, job
+    return job

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -175,7 +174,7 @@ def test_sweep_of_two_jobs_through_slurm_local(local_slurm, tmp_path, tiny_overr
 
 @pytest.mark.slow
 def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
-    local_slurm, tmp_path, tiny_overrides
+    local_slurm, tmp_path, tiny_overrides, requeue_job_1
 ):
     """Two identical jobs; one gets Slurm's USR2 mid-run (as on preemption or shortly before
     the time limit): it checkpoints, submitit requeues it, the requeued job resumes in the
@@ -197,32 +196,8 @@ def test_signalled_job_is_requeued_and_ends_like_an_uninterrupted_one(
         cwd=REPO, env=dict(os.environ, **local_slurm.env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    try:
-        interrupted = sweep / "1"
-        log = interrupted / "train.jsonl"
-        deadline = time.monotonic() + 240
-        while not (log.exists() and len(log.read_text().splitlines()) >= 2):
-            assert submitter.poll() is None, submitter.communicate()[0][-4000:]
-            assert time.monotonic() < deadline, "job 1 did not start training"
-            time.sleep(0.2)
-        array_id = local_slurm.run("squeue", "-h", "-o", "%F").stdout.split()[0]
-        local_slurm.run("scancel", "--signal=USR2", f"{array_id}_1")
-        output, _ = submitter.communicate(timeout=420)
-    finally:
-        if submitter.poll() is None:
-            submitter.kill()
-    assert submitter.returncode == 0, output[-4000:]
-
-    text = (interrupted / "train.log").read_text()
-    assert "exited unexpectedly" not in output + text, text[-3000:]
-    written = re.search(r"checkpoint written at step (\d+) after a signal", text)
-    resumed = re.search(r"resumed from .* at step (\d+)", text)
-    assert written and resumed, text[-3000:]
-    assert written.group(1) == resumed.group(1)
-    assert 0 < int(resumed.group(1)) < max_steps
-    assert local_slurm.wait(f"{array_id}_1") == ["COMPLETED"]
-    job = local_slurm.run("scontrol", "-o", "show", "job", f"{array_id}_1").stdout
-    assert "Restarts=1" in job, job
+    requeue_job_1(local_slurm, submitter, sweep, max_steps)
+    interrupted = sweep / "1"
 
     straight = read_checkpoint(sweep / "0" / "checkpoints" / "last.pt")
     requeued = read_checkpoint(interrupted / "checkpoints" / "last.pt")

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numerics
@@ -118,7 +117,7 @@ def test_two_nodes_train_like_one_process_at_the_global_batch(
 
 @pytest.mark.slow
 def test_signalled_two_node_job_is_requeued_and_ends_like_an_uninterrupted_one(
-    local_slurm_two_nodes, tmp_path, tiny_overrides
+    local_slurm_two_nodes, tmp_path, tiny_overrides, requeue_job_1
 ):
     """Two identical two-node jobs; one gets Slurm's USR2 mid-run on both nodes: the ranks
     agree at a step boundary, rank 0 checkpoints, submitit requeues the job, and the
@@ -133,32 +132,9 @@ def test_signalled_two_node_job_is_requeued_and_ends_like_an_uninterrupted_one(
         # two identical jobs: run dirs by number (by configuration they would be one)
         "hydra.sweep.subdir=${hydra.job.num}", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
-    try:
-        interrupted = sweep / "1"
-        log = interrupted / "train.jsonl"
-        deadline = time.monotonic() + 240
-        while not (log.exists() and len(log.read_text().splitlines()) >= 2):
-            assert submitter.poll() is None, submitter.communicate()[0][-4000:]
-            assert time.monotonic() < deadline, "job 1 did not start training"
-            time.sleep(0.2)
-        array_id = cluster.run("squeue", "-h", "-o", "%F").stdout.split()[0]
-        cluster.run("scancel", "--signal=USR2", f"{array_id}_1")
-        output, _ = submitter.communicate(timeout=420)
-    finally:
-        if submitter.poll() is None:
-            submitter.kill()
-    assert submitter.returncode == 0, output[-4000:]
-
-    text = (interrupted / "train.log").read_text()
-    assert "exited unexpectedly" not in output + text, text[-3000:]
-    written = re.search(r"checkpoint written at step (\d+) after a signal", text)
-    resumed = re.search(r"resumed from .* at step (\d+)", text)
-    assert written and resumed, text[-3000:]
-    assert written.group(1) == resumed.group(1)
-    assert 0 < int(resumed.group(1)) < max_steps
-    assert cluster.wait(f"{array_id}_1") == ["COMPLETED"]
-    job = cluster.run("scontrol", "-o", "show", "job", f"{array_id}_1").stdout
-    assert "Restarts=1" in job and "NumNodes=2" in job, job
+    job = requeue_job_1(cluster, submitter, sweep, max_steps)
+    assert "NumNodes=2" in job, job
+    interrupted = sweep / "1"
 
     straight = read_checkpoint(sweep / "0" / "checkpoints" / "last.pt")
     requeued = read_checkpoint(interrupted / "checkpoints" / "last.pt")
