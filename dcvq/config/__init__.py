@@ -1,5 +1,5 @@
 from dcvq.config.compose import CONF_DIR, compose
-from dcvq.config.schema import register
+from dcvq.config.store import register
 from dcvq.config.validate import ConfigError, validate
 
 __all__ = ["CONF_DIR", "ConfigError", "compose", "register", "validate"]

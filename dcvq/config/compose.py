@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dcvq.config.schema import register
+from dcvq.config.store import register
 
 #: the repository's config directory (dcvq is installed editable from the repo)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from dcvq.config import schema
 from dcvq.config.schema import precision_on
 
 #: keys that do not change what a training run computes, only how it is watched and fed
@@ -71,13 +75,6 @@ def declared_defaults(flat: dict[str, Any]) -> dict[str, Any]:
     it apart from a run that has the key at that value. Declared: the trainer, eval, loss,
     model and dataset schemas' fields (dcvq.config.schema), and the quantizer class's
     constructor arguments (its ``_target_``)."""
-    import dataclasses
-    import inspect
-
-    from hydra.utils import get_class
-
-    from dcvq.config import schema
-
     out = dict(flat)
 
     def fill(group: str, defaults: dict[str, Any]) -> None:

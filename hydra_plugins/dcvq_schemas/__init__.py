@@ -19,6 +19,6 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 class DcvqSchemas(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         # imported here: the plugin scan runs in every Hydra app of this environment
-        from dcvq.config.schema import register
+        from dcvq.config.store import register
 
         register()  # idempotent; the search path itself is left as it is
