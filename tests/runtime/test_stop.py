@@ -75,10 +75,15 @@ def test_the_previous_handler_is_handed_the_signal_and_may_let_the_work_go_on():
 
 def test_python_s_own_sigint_handler_counts_as_none():
     """A KeyboardInterrupt would print a traceback: the exit status is 128 + SIGINT."""
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with StopSignals([signal.SIGINT]) as stop, pytest.raises(SystemExit) as info:
-        signal.raise_signal(signal.SIGINT)
-        stop.stop_here()
+    # set here: a process started in the background (nohup ... &) inherits SIGINT ignored,
+    # and Python then installs no handler of its own
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopSignals([signal.SIGINT]) as stop, pytest.raises(SystemExit) as info:
+            signal.raise_signal(signal.SIGINT)
+            stop.stop_here()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert info.value.code == 128 + signal.SIGINT
 
 
