@@ -339,23 +339,26 @@ def codebook_geometry_figure(configs: Sequence[Configuration]) -> Figure | None:
     }
     if not any(cv[0].size >= 2 for cv in curves.values()):
         return None
-    fig = new_figure(4.2 * len(books), 2.6 * len(GEOMETRY) + 0.6, layout="constrained")
-    axes = fig.subplots(len(GEOMETRY), len(books), squeeze=False)
+    # the statistics some run recorded (runs from before a statistic existed lack it)
+    recorded = {k for (_, _, k), cv in curves.items() if cv[0].size}
+    stats = {k: title for k, title in GEOMETRY.items() if k in recorded}
+    fig = new_figure(4.2 * len(books), 2.6 * len(stats) + 0.6, layout="constrained")
+    axes = fig.subplots(len(stats), len(books), squeeze=False)
     for (i, b, k), (steps, mean, low, high) in curves.items():
-        ax = axes[list(GEOMETRY).index(k), books.index(b)]
         if steps.size == 0:
             continue
+        ax = axes[list(stats).index(k), books.index(b)]
         colour = f"C{i % 10}"
         ax.plot(steps, mean, "-o", color=colour, ms=3, lw=1.5, label=configs[i].label)
         if len(configs[i].finished) > 1:
             ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
-    for row, title in enumerate(GEOMETRY.values()):
+    for row, title in enumerate(stats.values()):
         for col, b in enumerate(books):
             ax = axes[row, col]
             ax.set_title(f"{b}: {title}", fontsize=FONT_SIZE)
             ax.tick_params(labelsize=FONT_SIZE - 1)
             ax.spines[["top", "right"]].set_visible(False)
-            if row == len(GEOMETRY) - 1:
+            if row == len(stats) - 1:
                 ax.set_xlabel("step", fontsize=FONT_SIZE)
     handles, labels = [], []
     for ax in axes.ravel():  # each configuration once, whichever panel drew it

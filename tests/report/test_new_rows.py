@@ -110,3 +110,13 @@ def test_codebook_geometry_over_steps_mean_over_seeds(tmp_path, make_run):
 def test_no_geometry_figure_for_runs_from_before_it(tmp_path, make_run):
     make_run(tmp_path, "vq", "vq", history=[(20, 10.0), (60, 12.0)])
     assert codebook_geometry_figure(rp.group_runs(rp.collect(tmp_path))) is None
+
+
+def test_only_the_statistics_the_runs_recorded_get_panels(tmp_path, make_run):
+    """Runs that counted distinct codes before the geometry existed: one row of panels."""
+    job = make_run(tmp_path, "vq", "vq")
+    geometry_history(
+        job, [(20, {"codebook": {"distinct": 3}}), (60, {"codebook": {"distinct": 5}})]
+    )
+    fig = codebook_geometry_figure(rp.group_runs(rp.collect(tmp_path)))
+    assert [ax.get_title() for ax in fig.axes] == ["codebook: distinct codes"]
