@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+from dcvq.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "launch" / "local_slurm.sh"
@@ -237,8 +240,8 @@ def signal_job_1_and_check_requeue(
 ) -> str:
     """Of a sweep of two identical jobs (run dirs ``sweep/0`` and ``sweep/1``), sends USR2
     to job 1 once it trains, waits for the sweep, and checks that job 1 checkpointed,
-    was requeued once, resumed at the step it stopped at and completed. Returns
-    ``scontrol show job`` of job 1 (one line)."""
+    was requeued once, resumed at the step it stopped at, completed, and ended with
+    exactly job 0's weights. Returns ``scontrol show job`` of job 1 (one line)."""
     interrupted = sweep / "1"
     try:
         log = interrupted / "train.jsonl"
@@ -265,4 +268,11 @@ def signal_job_1_and_check_requeue(
     assert cluster.wait(f"{array_id}_1") == ["COMPLETED"]
     job = cluster.run("scontrol", "-o", "show", "job", f"{array_id}_1").stdout
     assert "Restarts=1" in job, job
+
+    straight = read_checkpoint(sweep / "0" / "checkpoints" / "last.pt")
+    requeued = read_checkpoint(interrupted / "checkpoints" / "last.pt")
+    assert straight["step"] == requeued["step"] == max_steps
+    for part in ("model", "discriminator"):
+        for name, value in straight[part].items():
+            assert torch.equal(value, requeued[part][name]), f"{part}.{name}"
     return job
