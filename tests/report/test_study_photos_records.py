@@ -14,7 +14,8 @@ from dcvq.config.diff import result_changes
 
 STUDY = Path(__file__).resolve().parents[2] / "experiments" / "study_photos"
 RECORDS = STUDY / "selection" / "runs"
-RATES = {"1e-4": 1e-4, "3e-4": 3e-4, "1e-3": 1e-3, "3e-3": 3e-3}
+FINAL = STUDY / "runs"  # the final sweeps (2,000 steps) and the budget check (4,000)
+RATES = {"1e-4": 1e-4, "3e-4": 3e-4, "1e-3": 1e-3, "3e-3": 3e-3, "1e-2": 1e-2}
 ROWS = {"VQ-GAN": "vq", "S-128/S-128": "s128_s128", "T-128/S-128": "t128_s128",
         "T-192/S-64": "t192_s64", "T-64/S-192": "t64_s192"}  # fmt: skip
 
@@ -32,7 +33,7 @@ def readme_table() -> list[dict[str, str]]:
 
 def records() -> dict[tuple[str, int, float], dict]:
     out = {}
-    for path in RECORDS.glob("*/eval.json"):
+    for path in sorted(RECORDS.glob("*/eval.json")):
         results = json.loads(path.read_text())
         cfg = results["config"]
         key = (path.parent.name.split("_n")[0], cfg["codebook"]["size"], cfg["trainer"]["lr"])
@@ -54,9 +55,11 @@ def test_the_selection_table_is_the_records():
                 ran[lr] = run["psnr"]
                 assert run["step"] == 1000 and run["split"] == "val" and run["device"] == "cpu"
         chosen = row["Chosen"]
-        if chosen != "pending":  # the best val PSNR, every required rate run
-            assert {1e-4, 3e-4, 1e-3} <= set(ran)
-            assert RATES[chosen.split()[0]] == max(ran, key=ran.get), row
+        if chosen != "pending":  # the best val PSNR, bracketed: the next rate up has run
+            best = max(ran, key=ran.get)
+            assert {1e-4, 3e-4, 1e-3} <= set(ran) and RATES[chosen.split()[0]] == best, row
+            higher = [lr for lr in RATES.values() if lr > best]
+            assert not higher or higher[0] in ran, row
     assert not runs, f"runs the table lacks: {sorted(runs)}"
 
 
@@ -67,9 +70,21 @@ def test_each_record_is_the_presets_config_with_its_overrides():
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for run in sorted(RECORDS.iterdir()):
+        for run in sorted([*RECORDS.iterdir(), *FINAL.glob("*/")]):
             saved = json.loads((run / "eval.json").read_text())["config"]
             overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
             assert overrides[0] == "experiment=study_photos", run.name
             cfg = compose(config_name="train", overrides=overrides)
             assert result_changes(saved, cfg) == [], run.name
+
+
+def test_final_runs_train_at_their_rows_chosen_rate():
+    chosen = {(ROWS[r["Row"]], int(r["Codes"])): r["Chosen"] for r in readme_table()}
+    for path in sorted(FINAL.glob("*/eval.json")):
+        run = json.loads(path.read_text())
+        cfg = run["config"]
+        rate = chosen[(path.parent.name.split("_n")[0], cfg["codebook"]["size"])]
+        assert rate != "pending" and cfg["trainer"]["lr"] == RATES[rate.split()[0]], path
+        assert run["step"] == cfg["trainer"]["max_steps"] in (2000, 4000), path
+        assert run["split"] == "val" and run["test"]["split"] == "test", path
+        assert run["device"] == "cpu", path
