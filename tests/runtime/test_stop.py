@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import group_alive
 
 from dcvq.runtime.stop import Stopped, StopSignals
 
@@ -184,18 +185,6 @@ with StopSignals(signals, at_once=True) as stop:
         print(f"stopped by {signal.Signals(s.signum).name}", flush=True)
         stop.hand_on(s.signum)
 """
-
-
-def group_alive(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 @pytest.mark.slow

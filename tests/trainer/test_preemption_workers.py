@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import group_alive
 
 from dcvq.checkpoint import read_checkpoint
 from dcvq.trainer import Trainer
@@ -73,18 +74,6 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def group_alive(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 @pytest.mark.slow
