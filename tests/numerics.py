@@ -119,3 +119,29 @@ def relative_error(got: Iterable[float], ref: Iterable[float], scale: float = 1.
     (pixels in [-1, 1], logits), so their noise is relative to that scale, not to a mean
     that cancels."""
     return max(abs(a - b) / max(abs(b), scale) for a, b in zip(got, ref, strict=True))
+
+
+def ddp_error(ddp: dict, model: nn.Module, opt_state: dict, pixels: int) -> tuple[float, float]:
+    """A DDP run's checkpoint ``ddp`` against one process at the global batch after the
+    same steps (its ``model`` and its autoencoder optimiser's ``opt_state``; ``pixels``:
+    batch x H x W). Returns (the fraction of weight elements more than 1e-6 apart, the
+    second-moment error ratio of :func:`second_moment_error`, <= 1 at float precision).
+
+    Gradients agree to float precision, but Adam's first steps move every element by about
+    +-lr whatever the gradient's size: elements whose true gradient is zero (conv biases
+    before a one-channel GroupNorm group) follow the sign of rounding noise. So all but a
+    handful of weight elements agree to 1e-6 (1% of lr: far above what rounding moves the
+    others by); a real mismatch moves nearly all of them. The second moments sum the same
+    terms in another order (two half batches, then the all-reduce): ``pixels`` positions
+    plus the fan-ins crossed forward and backward.
+    """
+    diffs = torch.cat(
+        [
+            (ddp["model"][k] - v).abs().flatten()
+            for k, v in model.state_dict().items()
+            if v.is_floating_point()
+        ]
+    )
+    kappa = fp32_kappa(pixels + 2 * summed_terms(model), sum(p.numel() for p in model.parameters()))
+    moments = second_moment_error(ddp["opt_ae"]["state"], opt_state["state"], kappa)
+    return (diffs > 1e-6).float().mean().item(), moments
