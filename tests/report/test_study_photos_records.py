@@ -1,6 +1,7 @@
 """experiments/study_photos's committed run records: its README's selection table is what
-they say, and each record is the preset's config with its overrides (so the README's
-commands, re-launched into a copy of the records, train only what is missing)."""
+they say, each record is the preset's config with its overrides (so the README's
+commands, re-launched into a copy of the records, train only what is missing), and each
+final run trains at the rate its row chose."""
 
 from __future__ import annotations
 
