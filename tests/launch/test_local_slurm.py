@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import submitit
+from processes import children
 
 
 def _running(pid: int) -> bool:
@@ -19,18 +20,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat_file.parent.name))
-    return kids
 
 
 def test_node_and_partition(local_slurm):
@@ -102,7 +91,7 @@ def test_up_is_idempotent_and_down_leaves_no_daemons(make_local_slurm):
     pids = cluster.daemon_pids()
     assert set(pids) == {"munged", "slurmctld", "slurmd"}
     assert all(_running(p) for p in pids.values())
-    helpers = _children(pids["slurmctld"])  # slurmscriptd
+    helpers = children(pids["slurmctld"])  # slurmscriptd
 
     again = cluster.script("up")
     assert again.returncode == 0, again.stderr
